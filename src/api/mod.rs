@@ -1,0 +1,93 @@
+//! The LiveKit Egress Twirp API (`POST /twirp/livekit.Egress/<Method>`), so LiveKit's server
+//! SDKs work against roomcast unchanged. Message types come from `livekit-protocol`.
+
+pub mod auth;
+pub mod twirp;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use livekit_protocol as proto;
+
+use crate::job::manager::JobManager;
+use crate::job::JobError;
+use auth::Auth;
+use twirp::{Codec, TwirpError};
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub auth: Arc<Auth>,
+    pub jobs: Arc<JobManager>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new().route("/twirp/livekit.Egress/{method}", post(handle)).with_state(state)
+}
+
+impl From<JobError> for TwirpError {
+    fn from(e: JobError) -> Self {
+        let code = match &e {
+            JobError::InvalidArgument(_) => "invalid_argument",
+            JobError::Unimplemented(_) => "unimplemented",
+            JobError::NotFound(_) => "not_found",
+            JobError::FailedPrecondition(_) => "failed_precondition",
+            JobError::Unavailable(_) => "unavailable",
+            JobError::Internal(_) => "internal",
+        };
+        TwirpError::new(code, e.to_string())
+    }
+}
+
+/// Methods of the Egress service that roomcast does not serve yet.
+const NOT_YET: &[&str] = &[
+    "StartEgress",
+    "StartRoomCompositeEgress",
+    "StartParticipantEgress",
+    "StartTrackCompositeEgress",
+    "StartTrackEgress",
+    "UpdateLayout",
+    "UpdateStream",
+];
+
+async fn handle(State(st): State<ApiState>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    match dispatch(&st, &method, &headers, &body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(method, code = e.code, msg = %e.msg, "api error");
+            e.into_response()
+        }
+    }
+}
+
+fn dispatch(st: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> Result<Response, TwirpError> {
+    let known = matches!(method, "StartWebEgress" | "ListEgress" | "StopEgress") || NOT_YET.contains(&method);
+    if !known {
+        return Err(TwirpError::new("bad_route", format!("no such method: livekit.Egress/{method}")));
+    }
+    st.auth.require_record(headers)?;
+    let codec = Codec::from_headers(headers)?;
+    match method {
+        "StartWebEgress" => {
+            let req: proto::WebEgressRequest = codec.decode(body)?;
+            Ok(codec.encode(&st.jobs.start_web(req)?))
+        }
+        "ListEgress" => {
+            let req: proto::ListEgressRequest = codec.decode(body)?;
+            let items = st.jobs.list(&req);
+            Ok(codec.encode(&proto::ListEgressResponse { items, next_page_token: None }))
+        }
+        "StopEgress" => {
+            let req: proto::StopEgressRequest = codec.decode(body)?;
+            if req.egress_id.is_empty() {
+                return Err(TwirpError::new("invalid_argument", "egress_id is required"));
+            }
+            Ok(codec.encode(&st.jobs.stop(&req.egress_id)?))
+        }
+        other => Err(TwirpError::new("unimplemented", format!("{other} is not implemented by roomcast yet"))),
+    }
+}

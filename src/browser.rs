@@ -1,0 +1,227 @@
+//! One headless Chromium per egress: launched from Debian's binary with a fresh profile in its
+//! own process group (so the whole tree — zygote, renderers, GPU process — ends with it), driven
+//! over CDP with chromiumoxide.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+use chromiumoxide::cdp::browser_protocol::page::{EventLoadEventFired, NavigateParams};
+use chromiumoxide::cdp::js_protocol::runtime::EventConsoleApiCalled;
+use chromiumoxide::{Browser, Page};
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::job::spec::BrowserSpec;
+
+/// Flags every Chromium of ours gets: headless, no network besides loopback and named test
+/// hosts, no background services, media autoplay without a gesture.
+fn flags(spec: &BrowserSpec, profile: &std::path::Path, width: u32, height: u32) -> Vec<String> {
+    let mut excludes = vec!["127.0.0.1".to_string()];
+    excludes.extend(spec.resolver_exclude.iter().cloned());
+    let resolver = format!(
+        "--host-resolver-rules=MAP * ~NOTFOUND, {}",
+        excludes.iter().map(|h| format!("EXCLUDE {h}")).collect::<Vec<_>>().join(", ")
+    );
+    let mut f: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--disable-default-apps",
+        "--disable-breakpad",
+        "--disable-dev-shm-usage",
+        "--disable-background-timer-throttling",
+        "--disable-renderer-backgrounding",
+        "--disable-backgrounding-occluded-windows",
+        "--autoplay-policy=no-user-gesture-required",
+        "--webrtc-ip-handling-policy=default_public_interface_only",
+        "--hide-scrollbars",
+        "--password-store=basic",
+        "--remote-debugging-address=127.0.0.1",
+        "--remote-debugging-port=0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    f.push(resolver);
+    f.push(format!("--user-data-dir={}", profile.display()));
+    f.push(format!("--window-size={width},{height}"));
+    f.extend(spec.extra_flags.iter().cloned());
+    f.push("about:blank".into());
+    f
+}
+
+pub struct Chromium {
+    child: Child,
+    pgid: i32,
+    browser: Browser,
+    handler: JoinHandle<()>,
+    profile: Option<tempfile::TempDir>,
+}
+
+impl Chromium {
+    /// Launches Chromium and connects to it; fails within `timeout`.
+    pub async fn launch(spec: &BrowserSpec, width: u32, height: u32, timeout: Duration) -> Result<Self> {
+        let profile = tempfile::Builder::new().prefix("roomcast-chromium-").tempdir().context("creating profile dir")?;
+        let mut cmd = Command::new(&spec.chromium_path);
+        cmd.args(flags(spec, profile.path(), width, height))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        // If the process that launched it dies (even by SIGKILL), so does Chromium.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", spec.chromium_path))?;
+        let pid = child.id().ok_or_else(|| anyhow!("chromium exited at once"))? as i32;
+        info!(pid, "chromium started");
+        let stderr = child.stderr.take().ok_or_else(|| anyhow!("no chromium stderr"))?;
+        let mut lines = BufReader::new(stderr).lines();
+        let mut guard = KillGuard(Some(pid));
+        let ws = tokio::time::timeout(timeout, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.split("DevTools listening on ").nth(1) {
+                    return Ok(url.trim().to_string());
+                }
+                debug!(target: "chromium", "{line}");
+            }
+            bail!("chromium exited before opening its DevTools port")
+        })
+        .await
+        .map_err(|_| anyhow!("chromium did not start within {timeout:?}"))??;
+        // Keep draining stderr so Chromium never blocks on a full pipe.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                debug!(target: "chromium", "{line}");
+            }
+        });
+        let (browser, mut handler) = Browser::connect(ws).await.context("connecting to chromium over CDP")?;
+        let handler = tokio::spawn(async move {
+            while let Some(ev) = handler.next().await {
+                if let Err(e) = ev {
+                    debug!("cdp handler: {e}");
+                }
+            }
+        });
+        guard.0 = None;
+        Ok(Self { child, pgid: pid, browser, handler, profile: Some(profile) })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pgid
+    }
+
+    /// Opens a tab whose viewport is exactly `width`×`height` (in new headless the window size
+    /// alone leaves room for browser UI).
+    pub async fn new_page(&self, width: u32, height: u32) -> Result<Page> {
+        let page = self.browser.new_page("about:blank").await.context("opening a tab")?;
+        page.execute(SetDeviceMetricsOverrideParams::new(width as i64, height as i64, 1.0, false))
+            .await
+            .context("setting the viewport")?;
+        Ok(page)
+    }
+
+    /// Resolves when the Chromium process ends, with a description of how.
+    pub async fn exited(&mut self) -> String {
+        match self.child.wait().await {
+            Ok(status) => format!("chromium exited unexpectedly ({status})"),
+            Err(e) => format!("chromium lost: {e}"),
+        }
+    }
+
+    /// Asks Chromium to close, then ends its whole process group and removes the profile.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.browser.close()).await;
+        kill_group(self.pgid);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        self.handler.abort();
+        if let Some(p) = self.profile.take() {
+            let _ = p.close();
+        }
+        info!(pid = self.pgid, "chromium ended");
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        kill_group(self.pgid);
+    }
+}
+
+struct KillGuard(Option<i32>);
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            kill_group(pid);
+        }
+    }
+}
+
+/// SIGKILL to a process group we created (its leader's PID is the group id).
+pub fn kill_group(pgid: i32) {
+    if pgid > 1 {
+        // ESRCH (already gone) is fine.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Navigates and waits for the load event; network errors and HTTP errors fail clearly.
+pub async fn load(page: &Page, url: &str, timeout: Duration) -> Result<()> {
+    let mut loaded = page.event_listener::<EventLoadEventFired>().await?;
+    let nav = tokio::time::timeout(timeout, page.execute(NavigateParams::new(url)))
+        .await
+        .map_err(|_| anyhow!("page load error: no response from {url} within {timeout:?}"))?
+        .context("page load error")?;
+    if let Some(err) = &nav.result.error_text {
+        bail!("page load error: {err} loading {url}");
+    }
+    tokio::time::timeout(timeout, loaded.next())
+        .await
+        .map_err(|_| anyhow!("page load error: {url} did not finish loading within {timeout:?}"))?;
+    let status = page
+        .evaluate("performance.getEntriesByType('navigation')[0]?.responseStatus ?? 0")
+        .await
+        .ok()
+        .and_then(|v| v.into_value::<i64>().ok())
+        .unwrap_or(0);
+    if status >= 400 {
+        bail!("page load error: HTTP {status} from {url}");
+    }
+    Ok(())
+}
+
+pub type ConsoleEvents = chromiumoxide::listeners::EventStream<EventConsoleApiCalled>;
+
+/// Subscribes to the page's console; do it before navigating so no early message is missed.
+pub async fn console(page: &Page) -> Result<ConsoleEvents> {
+    Ok(page.event_listener::<EventConsoleApiCalled>().await?)
+}
+
+/// Waits until the page logs `signal` (LiveKit's console contract: `START_RECORDING`).
+pub async fn wait_console(events: &mut ConsoleEvents, signal: &str) -> Result<()> {
+    while let Some(ev) = events.next().await {
+        if ev.args.iter().any(|a| a.value.as_ref().and_then(|v| v.as_str()) == Some(signal)) {
+            return Ok(());
+        }
+    }
+    warn!("console event stream ended");
+    bail!("page closed before logging {signal}")
+}

@@ -1,0 +1,57 @@
+//! CDP `Page.startScreencast` capture: JPEG frames of the page's viewport, acknowledged at
+//! once so Chrome keeps sending.
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use bytes::Bytes;
+use chromiumoxide::cdp::browser_protocol::page::{
+    EventScreencastFrame, ScreencastFrameAckParams, StartScreencastFormat, StartScreencastParams, StopScreencastParams,
+};
+use chromiumoxide::Page;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::{epoch_now, Frame};
+
+/// Starts the screencast; frames arrive on the returned channel until the page goes away.
+/// `every_nth` skips compositor frames: headless Chrome paints at 60 Hz, so 2 gives 30 fps.
+pub async fn start(page: &Page, width: u32, height: u32, quality: u32, every_nth: u32) -> Result<mpsc::Receiver<Frame>> {
+    let mut events = page.event_listener::<EventScreencastFrame>().await?;
+    let (tx, rx) = mpsc::channel(8);
+    let ack_page = page.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            // Ack first: Chrome sends no new frame until the previous one is acknowledged.
+            if let Err(e) = ack_page.execute(ScreencastFrameAckParams::new(ev.session_id)).await {
+                debug!("screencast ack failed: {e}");
+            }
+            let jpeg = match base64::engine::general_purpose::STANDARD.decode(AsRef::<str>::as_ref(&ev.data)) {
+                Ok(b) => Bytes::from(b),
+                Err(e) => {
+                    warn!("bad screencast frame: {e}");
+                    continue;
+                }
+            };
+            let captured_at = ev.metadata.timestamp.as_ref().map(|t| *t.inner()).unwrap_or_else(epoch_now);
+            if tx.send(Frame { jpeg, captured_at }).await.is_err() {
+                break;
+            }
+        }
+    });
+    let params = StartScreencastParams::builder()
+        .format(StartScreencastFormat::Jpeg)
+        .quality(quality as i64)
+        .max_width(width as i64)
+        .max_height(height as i64)
+        .every_nth_frame(every_nth.max(1) as i64)
+        .build();
+    page.execute(params).await.context("starting the screencast")?;
+    Ok(rx)
+}
+
+pub async fn stop(page: &Page) {
+    if let Err(e) = page.execute(StopScreencastParams::default()).await {
+        debug!("stopping screencast: {e}");
+    }
+}

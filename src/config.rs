@@ -1,0 +1,243 @@
+//! Service configuration: one YAML file plus environment overrides, with defaults that run a
+//! development instance on loopback. Every option is documented in the README's config table.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The development key pair used when no keys are configured and the bind is loopback
+/// (the same pair `livekit-server --dev` uses, so SDK examples work unchanged).
+pub const DEV_API_KEY: &str = "devkey";
+pub const DEV_API_SECRET: &str = "secret";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// API key callers sign their tokens with (`iss` claim). Env: LIVEKIT_API_KEY.
+    pub api_key: Option<String>,
+    /// API secret (HS256). Env: LIVEKIT_API_SECRET.
+    pub api_secret: Option<String>,
+    /// Address the API and the HLS origin listen on. Env: ROOMCAST_BIND.
+    pub bind: SocketAddr,
+    /// Base URL written into playlist locations and player links; defaults to `http://{bind}`.
+    /// Env: ROOMCAST_PUBLIC_URL.
+    pub public_url: Option<String>,
+    /// Where egress outputs are written, one folder per egress. Env: ROOMCAST_OUTPUT_DIR.
+    pub output_dir: PathBuf,
+    /// Folder of HTML templates and demo pages served at `/templates/`. Env: ROOMCAST_TEMPLATES_DIR.
+    pub templates_dir: PathBuf,
+    /// Egresses that may run at once; more are refused with `unavailable`. Env: ROOMCAST_MAX_CONCURRENT.
+    pub max_concurrent: usize,
+    /// How many ended egresses ListEgress remembers.
+    pub keep_ended: usize,
+    pub chromium: ChromiumConfig,
+    pub encoder: EncoderConfig,
+    pub hls: HlsConfig,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChromiumConfig {
+    /// Chromium binary. Env: ROOMCAST_CHROMIUM_PATH.
+    pub path: PathBuf,
+    /// Extra command-line flags appended after roomcast's own.
+    pub extra_flags: Vec<String>,
+    /// Hosts Chromium may resolve besides 127.0.0.1 (every other name resolves to nothing).
+    pub resolver_exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncoderConfig {
+    /// x264 speed preset (ultrafast … veryslow).
+    pub x264_preset: String,
+    /// x264 tune; `zerolatency` keeps encoder delay to one frame.
+    pub x264_tune: String,
+    /// JPEG quality of CDP screencast frames (1-100).
+    pub jpeg_quality: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsConfig {
+    /// Segment length in seconds when the request gives none.
+    pub segment_duration: u32,
+    /// CMAF chunk (LL-HLS part) length in milliseconds.
+    pub part_duration_ms: u32,
+    /// Segments kept in the sliding live playlist.
+    pub live_window: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    /// Chromium launch + page load + (if asked) the start signal, seconds.
+    pub start_secs: u64,
+    /// How long a stopping egress may take to drain before it is killed, seconds.
+    pub stop_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            api_secret: None,
+            bind: SocketAddr::from(([127, 0, 0, 1], 7890)),
+            public_url: None,
+            output_dir: PathBuf::from("out"),
+            templates_dir: PathBuf::from("templates"),
+            max_concurrent: 4,
+            keep_ended: 1000,
+            chromium: ChromiumConfig::default(),
+            encoder: EncoderConfig::default(),
+            hls: HlsConfig::default(),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+impl Default for ChromiumConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("/usr/bin/chromium"), extra_flags: vec![], resolver_exclude: vec![] }
+    }
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        Self { x264_preset: "veryfast".into(), x264_tune: "zerolatency".into(), jpeg_quality: 80 }
+    }
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self { segment_duration: 2, part_duration_ms: 200, live_window: 6 }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { start_secs: 30, stop_secs: 15 }
+    }
+}
+
+impl Config {
+    /// Reads the YAML file (if any), then applies environment overrides and checks the result.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                serde_yaml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(v) = get("LIVEKIT_API_KEY") {
+            self.api_key = Some(v);
+        }
+        if let Some(v) = get("LIVEKIT_API_SECRET") {
+            self.api_secret = Some(v);
+        }
+        if let Some(v) = get("ROOMCAST_BIND") {
+            self.bind = v.parse().with_context(|| format!("ROOMCAST_BIND={v}"))?;
+        }
+        if let Some(v) = get("ROOMCAST_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = get("ROOMCAST_OUTPUT_DIR") {
+            self.output_dir = v.into();
+        }
+        if let Some(v) = get("ROOMCAST_TEMPLATES_DIR") {
+            self.templates_dir = v.into();
+        }
+        if let Some(v) = get("ROOMCAST_CHROMIUM_PATH") {
+            self.chromium.path = v.into();
+        }
+        if let Some(v) = get("ROOMCAST_MAX_CONCURRENT") {
+            self.max_concurrent = v.parse().with_context(|| format!("ROOMCAST_MAX_CONCURRENT={v}"))?;
+        }
+        Ok(())
+    }
+
+    fn validate(&mut self) -> Result<()> {
+        if self.api_key.is_some() != self.api_secret.is_some() {
+            bail!("set both api_key and api_secret (LIVEKIT_API_KEY / LIVEKIT_API_SECRET), or neither");
+        }
+        if !(1..=20).contains(&self.hls.segment_duration) {
+            bail!("hls.segment_duration must be 1..=20 seconds");
+        }
+        if !(100..=1000).contains(&self.hls.part_duration_ms) {
+            bail!("hls.part_duration_ms must be 100..=1000");
+        }
+        if self.hls.live_window < 3 {
+            bail!("hls.live_window must be at least 3 segments");
+        }
+        if self.max_concurrent == 0 {
+            bail!("max_concurrent must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The key pair to verify callers with. Without configured keys a development pair is used,
+    /// but only on a loopback bind: an open port with a known secret would be an open door.
+    pub fn keys(&self) -> Result<(String, String, bool)> {
+        match (&self.api_key, &self.api_secret) {
+            (Some(k), Some(s)) => Ok((k.clone(), s.clone(), false)),
+            _ if self.bind.ip().is_loopback() => Ok((DEV_API_KEY.into(), DEV_API_SECRET.into(), true)),
+            _ => bail!(
+                "no API key/secret configured and bind {} is not loopback: set LIVEKIT_API_KEY and LIVEKIT_API_SECRET",
+                self.bind
+            ),
+        }
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut cfg: Config = serde_yaml::from_str("bind: 127.0.0.1:1\nmax_concurrent: 2\n").unwrap();
+        cfg.apply_env(|k| match k {
+            "ROOMCAST_BIND" => Some("127.0.0.1:9999".into()),
+            "LIVEKIT_API_KEY" => Some("k".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(cfg.bind.port(), 9999);
+        assert_eq!(cfg.max_concurrent, 2);
+        assert_eq!(cfg.api_key.as_deref(), Some("k"));
+        assert!(cfg.validate().is_err(), "a key without a secret is refused");
+    }
+
+    #[test]
+    fn dev_keys_only_on_loopback() {
+        let mut cfg = Config::default();
+        assert!(cfg.keys().unwrap().2);
+        cfg.bind = "0.0.0.0:7890".parse().unwrap();
+        assert!(cfg.keys().is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(serde_yaml::from_str::<Config>("bnid: 1").is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! What one egress does, checked and normalised from an API request: the page, the video
+//! encoding, the outputs. The worker receives exactly this (as JSON), nothing else.
+
+use livekit_protocol as proto;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::config::Config;
+
+/// A request field that cannot be honoured; becomes Twirp `invalid_argument` or `unimplemented`.
+#[derive(Debug, Error, PartialEq)]
+pub enum SpecError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn invalid(msg: impl Into<String>) -> SpecError {
+    SpecError::Invalid(msg.into())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VideoSpec {
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    pub bitrate_kbps: u32,
+    /// Seconds between IDR frames; segments are cut on them.
+    pub keyframe_interval: f64,
+    /// `baseline`, `main` or `high`.
+    pub profile: String,
+    pub x264_preset: String,
+    pub x264_tune: String,
+    pub jpeg_quality: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HlsSpec {
+    /// Full-length playlist of the whole event (relative to the egress folder).
+    pub playlist_name: String,
+    /// Sliding-window live playlist.
+    pub live_playlist_name: String,
+    /// Segment file name prefix (may contain sub-folders).
+    pub segment_prefix: String,
+    pub segment_duration: u32,
+    pub part_duration_ms: u32,
+    pub live_window: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BrowserSpec {
+    pub chromium_path: String,
+    pub extra_flags: Vec<String>,
+    pub resolver_exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobSpec {
+    pub egress_id: String,
+    pub url: String,
+    pub await_start_signal: bool,
+    pub start_timeout_secs: u64,
+    pub video: VideoSpec,
+    pub hls: Option<HlsSpec>,
+    pub browser: BrowserSpec,
+}
+
+/// Resolution, frame rate and bitrate of a LiveKit preset.
+pub fn preset_dims(preset: i32) -> Result<(u32, u32, u32, u32), SpecError> {
+    use proto::EncodingOptionsPreset as P;
+    Ok(match P::try_from(preset).map_err(|_| invalid(format!("unknown preset {preset}")))? {
+        P::H264720p30 => (1280, 720, 30, 3000),
+        P::H264720p60 => (1280, 720, 60, 4500),
+        P::H2641080p30 => (1920, 1080, 30, 4500),
+        P::H2641080p60 => (1920, 1080, 60, 6000),
+        P::PortraitH264720p30 => (720, 1280, 30, 3000),
+        P::PortraitH264720p60 => (720, 1280, 60, 4500),
+        P::PortraitH2641080p30 => (1080, 1920, 30, 4500),
+        P::PortraitH2641080p60 => (1080, 1920, 60, 6000),
+        other => return Err(SpecError::Unsupported(format!("preset {} needs a track source", other.as_str_name()))),
+    })
+}
+
+fn video_spec(options: Option<&proto::web_egress_request::Options>, cfg: &Config) -> Result<VideoSpec, SpecError> {
+    use proto::web_egress_request::Options;
+    let (mut w, mut h, mut fps, mut kbps) = preset_dims(0)?;
+    let mut kfi = 2.0;
+    let mut profile = "main".to_string();
+    match options {
+        None => {}
+        Some(Options::Preset(p)) => (w, h, fps, kbps) = preset_dims(*p)?,
+        Some(Options::Advanced(a)) => {
+            if a.width != 0 || a.height != 0 {
+                if a.width < 16 || a.height < 16 || a.width > 3840 || a.height > 3840 {
+                    return Err(invalid("advanced.width and advanced.height must be within 16..=3840"));
+                }
+                if a.width % 2 != 0 || a.height % 2 != 0 {
+                    return Err(invalid("advanced.width and advanced.height must be even"));
+                }
+                (w, h) = (a.width as u32, a.height as u32);
+            }
+            if a.framerate != 0 {
+                if !(1..=60).contains(&a.framerate) {
+                    return Err(invalid("advanced.framerate must be within 1..=60"));
+                }
+                fps = a.framerate as u32;
+            }
+            if a.video_bitrate != 0 {
+                if !(100..=50_000).contains(&a.video_bitrate) {
+                    return Err(invalid("advanced.video_bitrate must be within 100..=50000 kbps"));
+                }
+                kbps = a.video_bitrate as u32;
+            }
+            if a.key_frame_interval != 0.0 {
+                if !(a.key_frame_interval.is_finite() && (0.1..=20.0).contains(&a.key_frame_interval)) {
+                    return Err(invalid("advanced.key_frame_interval must be within 0.1..=20 seconds"));
+                }
+                kfi = a.key_frame_interval;
+            }
+            use proto::VideoCodec as V;
+            profile = match V::try_from(a.video_codec).map_err(|_| invalid("unknown advanced.video_codec"))? {
+                V::DefaultVc | V::H264Main => "main",
+                V::H264Baseline => "baseline",
+                V::H264High => "high",
+                other => return Err(SpecError::Unsupported(format!("video codec {} is not supported", other.as_str_name()))),
+            }
+            .to_string();
+        }
+    }
+    Ok(VideoSpec {
+        width: w,
+        height: h,
+        framerate: fps,
+        bitrate_kbps: kbps,
+        keyframe_interval: kfi,
+        profile,
+        x264_preset: cfg.encoder.x264_preset.clone(),
+        x264_tune: cfg.encoder.x264_tune.clone(),
+        jpeg_quality: cfg.encoder.jpeg_quality,
+    })
+}
+
+/// Fills LiveKit's filename placeholders and checks the result stays inside the egress folder.
+fn output_name(template: &str, default: &str, what: &str, now: &str) -> Result<String, SpecError> {
+    let raw = if template.is_empty() { default } else { template };
+    let name = raw.replace("{time}", now).replace("{utc}", now).replace("{room_name}", "").replace("{room_id}", "");
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+    let ok_path = !name.is_empty()
+        && !name.starts_with('/')
+        && name.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
+    if !ok_chars || !ok_path {
+        return Err(invalid(format!(
+            "{what} {raw:?} must be a relative path of letters, digits, '.', '_', '-' and '/'"
+        )));
+    }
+    Ok(name)
+}
+
+fn hls_spec(out: &proto::SegmentedFileOutput, cfg: &Config) -> Result<HlsSpec, SpecError> {
+    if out.output.is_some() {
+        return Err(SpecError::Unsupported(
+            "cloud uploads (s3/gcp/azure/aliOSS) are not supported: roomcast serves segments from its own origin".into(),
+        ));
+    }
+    let now = chrono_like_now();
+    let playlist_name = output_name(&out.playlist_name, "playlist.m3u8", "playlist_name", &now)?;
+    let live_playlist_name = output_name(&out.live_playlist_name, "live.m3u8", "live_playlist_name", &now)?;
+    for n in [&playlist_name, &live_playlist_name] {
+        if !n.ends_with(".m3u8") {
+            return Err(invalid(format!("playlist name {n:?} must end in .m3u8")));
+        }
+    }
+    if playlist_name == live_playlist_name {
+        return Err(invalid("playlist_name and live_playlist_name must differ"));
+    }
+    let segment_prefix = output_name(&out.filename_prefix, "segment", "filename_prefix", &now)?;
+    let segment_duration = match out.segment_duration {
+        0 => cfg.hls.segment_duration,
+        d if (1..=20).contains(&d) => d,
+        _ => return Err(invalid("segment_duration must be within 1..=20 seconds")),
+    };
+    Ok(HlsSpec {
+        playlist_name,
+        live_playlist_name,
+        segment_prefix,
+        segment_duration,
+        part_duration_ms: cfg.hls.part_duration_ms,
+        live_window: cfg.hls.live_window,
+    })
+}
+
+/// `YYYY-MM-DDTHHMMSS` in UTC, for the `{time}` placeholder (no calendar crate needed for this).
+fn chrono_like_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Checks a page URL: it must parse and be http(s).
+pub fn check_page_url(url: &str) -> Result<String, SpecError> {
+    let parsed = url::Url::parse(url).map_err(|e| invalid(format!("url {url:?} is not a valid URL: {e}")))?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(parsed.to_string()),
+        s => Err(invalid(format!("url scheme {s:?} is not allowed: use http or https"))),
+    }
+}
+
+impl JobSpec {
+    // The deprecated single-output fields are still what older SDKs send.
+    #[allow(deprecated)]
+    pub fn from_web_request(egress_id: &str, req: &proto::WebEgressRequest, cfg: &Config) -> Result<Self, SpecError> {
+        use proto::web_egress_request::Output;
+        let url = check_page_url(&req.url)?;
+        if req.audio_only && req.video_only {
+            return Err(invalid("audio_only and video_only cannot both be set"));
+        }
+        if req.audio_only {
+            return Err(SpecError::Unsupported("audio_only: audio capture is not available yet".into()));
+        }
+        let mut segments: Vec<&proto::SegmentedFileOutput> = req.segment_outputs.iter().collect();
+        match &req.output {
+            Some(Output::Segments(s)) => segments.push(s),
+            Some(Output::File(_)) => return Err(SpecError::Unsupported("file outputs are not available yet".into())),
+            Some(Output::Stream(_)) => return Err(SpecError::Unsupported("stream outputs are not available yet".into())),
+            None => {}
+        }
+        if !req.file_outputs.is_empty() {
+            return Err(SpecError::Unsupported("file outputs are not available yet".into()));
+        }
+        if !req.stream_outputs.is_empty() {
+            return Err(SpecError::Unsupported("stream outputs are not available yet".into()));
+        }
+        if !req.image_outputs.is_empty() {
+            return Err(SpecError::Unsupported("image outputs are not available yet".into()));
+        }
+        if segments.len() > 1 {
+            return Err(invalid("at most one segment output per egress"));
+        }
+        let Some(seg) = segments.first() else {
+            return Err(invalid("no output: add a segment_outputs entry"));
+        };
+        Ok(JobSpec {
+            egress_id: egress_id.to_string(),
+            url,
+            await_start_signal: req.await_start_signal,
+            start_timeout_secs: cfg.timeouts.start_secs,
+            video: video_spec(req.options.as_ref(), cfg)?,
+            hls: Some(hls_spec(seg, cfg)?),
+            browser: BrowserSpec::from_config(cfg),
+        })
+    }
+}
+
+impl BrowserSpec {
+    pub fn from_config(cfg: &Config) -> Self {
+        Self {
+            chromium_path: cfg.chromium.path.display().to_string(),
+            extra_flags: cfg.chromium.extra_flags.clone(),
+            resolver_exclude: cfg.chromium.resolver_exclude.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::web_egress_request::Options;
+
+    fn req(url: &str) -> proto::WebEgressRequest {
+        proto::WebEgressRequest {
+            url: url.into(),
+            segment_outputs: vec![proto::SegmentedFileOutput::default()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_720p30_with_2s_keyframes() {
+        let spec = JobSpec::from_web_request("EG_x", &req("http://127.0.0.1/a"), &Config::default()).unwrap();
+        assert_eq!((spec.video.width, spec.video.height, spec.video.framerate), (1280, 720, 30));
+        assert_eq!(spec.video.bitrate_kbps, 3000);
+        assert_eq!(spec.video.keyframe_interval, 2.0);
+        let hls = spec.hls.unwrap();
+        assert_eq!((hls.playlist_name.as_str(), hls.segment_duration), ("playlist.m3u8", 2));
+    }
+
+    #[test]
+    fn preset_and_advanced_are_honoured() {
+        let mut r = req("https://example.test/");
+        r.options = Some(Options::Preset(proto::EncodingOptionsPreset::H2641080p30 as i32));
+        let v = JobSpec::from_web_request("e", &r, &Config::default()).unwrap().video;
+        assert_eq!((v.width, v.height, v.bitrate_kbps), (1920, 1080, 4500));
+        r.options = Some(Options::Advanced(proto::EncodingOptions {
+            width: 640,
+            height: 360,
+            framerate: 25,
+            video_bitrate: 800,
+            key_frame_interval: 1.0,
+            video_codec: proto::VideoCodec::H264High as i32,
+            ..Default::default()
+        }));
+        let v = JobSpec::from_web_request("e", &r, &Config::default()).unwrap().video;
+        assert_eq!((v.width, v.height, v.framerate, v.bitrate_kbps, v.keyframe_interval), (640, 360, 25, 800, 1.0));
+        assert_eq!(v.profile, "high");
+    }
+
+    #[test]
+    fn bad_input_is_invalid_argument() {
+        let cfg = Config::default();
+        for url in ["file:///etc/passwd", "javascript:alert(1)", "not a url", ""] {
+            assert!(matches!(JobSpec::from_web_request("e", &req(url), &cfg), Err(SpecError::Invalid(_))), "{url}");
+        }
+        let mut r = req("http://a/");
+        r.options = Some(Options::Advanced(proto::EncodingOptions { width: 641, height: 360, ..Default::default() }));
+        assert!(matches!(JobSpec::from_web_request("e", &r, &cfg), Err(SpecError::Invalid(_))));
+        let mut r = req("http://a/");
+        r.segment_outputs[0].playlist_name = "../../etc/x.m3u8".into();
+        assert!(matches!(JobSpec::from_web_request("e", &r, &cfg), Err(SpecError::Invalid(_))));
+        let mut r = req("http://a/");
+        r.segment_outputs.clear();
+        assert!(matches!(JobSpec::from_web_request("e", &r, &cfg), Err(SpecError::Invalid(_))));
+    }
+
+    #[test]
+    fn time_placeholder_is_filled() {
+        let n = output_name("rec-{time}.m3u8", "x", "playlist_name", "2026-01-02T030405").unwrap();
+        assert_eq!(n, "rec-2026-01-02T030405.m3u8");
+        assert_eq!(chrono_like_now().len(), "2026-01-02T030405".len());
+    }
+}

@@ -1,0 +1,143 @@
+//! The one egress state machine: STARTING → ACTIVE → ENDING → COMPLETE, or FAILED (with the
+//! reason) from any live state. It owns the job's `EgressInfo` as the API reports it.
+
+use livekit_protocol as proto;
+use proto::EgressStatus as S;
+
+use crate::output::hls::HlsStats;
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone)]
+pub struct JobState {
+    info: proto::EgressInfo,
+}
+
+impl JobState {
+    pub fn new(egress_id: &str, request: proto::egress_info::Request, segments: Option<proto::SegmentsInfo>) -> Self {
+        let info = proto::EgressInfo {
+            egress_id: egress_id.to_string(),
+            source_type: proto::EgressSourceType::Web as i32,
+            status: S::EgressStarting as i32,
+            updated_at: now_ns(),
+            request: Some(request),
+            segment_results: segments.into_iter().collect(),
+            ..Default::default()
+        };
+        Self { info }
+    }
+
+    pub fn info(&self) -> &proto::EgressInfo {
+        &self.info
+    }
+
+    pub fn status(&self) -> S {
+        S::try_from(self.info.status).unwrap_or(S::EgressFailed)
+    }
+
+    /// Starting, active or ending: it holds a worker and counts against capacity.
+    pub fn is_live(&self) -> bool {
+        matches!(self.status(), S::EgressStarting | S::EgressActive | S::EgressEnding)
+    }
+
+    fn set(&mut self, s: S) {
+        self.info.status = s as i32;
+        self.info.updated_at = now_ns();
+    }
+
+    /// First frame captured. Ignored once the job is ending or ended.
+    pub fn activate(&mut self) {
+        if self.status() == S::EgressStarting {
+            let now = now_ns();
+            self.info.started_at = now;
+            for s in &mut self.info.segment_results {
+                s.started_at = now;
+            }
+            self.set(S::EgressActive);
+        }
+    }
+
+    /// Stop requested: returns false if the job is not live (nothing to stop).
+    pub fn ending(&mut self) -> bool {
+        if matches!(self.status(), S::EgressStarting | S::EgressActive) {
+            self.set(S::EgressEnding);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn end(&mut self, s: S) {
+        if self.is_live() {
+            let now = now_ns();
+            self.info.ended_at = now;
+            for seg in &mut self.info.segment_results {
+                seg.ended_at = now;
+            }
+            self.set(s);
+        }
+    }
+
+    pub fn complete(&mut self, details: &str) {
+        self.info.details = details.to_string();
+        self.end(S::EgressComplete);
+    }
+
+    pub fn fail(&mut self, error: &str) {
+        if self.is_live() {
+            self.info.error = error.to_string();
+            self.info.error_code = 500;
+            self.end(S::EgressFailed);
+        }
+    }
+
+    pub fn set_segments(&mut self, stats: HlsStats) {
+        for s in &mut self.info.segment_results {
+            s.segment_count = stats.segment_count as i64;
+            s.size = stats.bytes as i64;
+            s.duration = stats.duration_ns as i64;
+        }
+        self.info.updated_at = now_ns();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> JobState {
+        JobState::new("EG_1", proto::egress_info::Request::Web(Default::default()), Some(Default::default()))
+    }
+
+    #[test]
+    fn happy_path() {
+        let mut j = job();
+        assert_eq!(j.status(), S::EgressStarting);
+        j.activate();
+        assert_eq!(j.status(), S::EgressActive);
+        assert!(j.info().started_at > 0);
+        assert!(j.ending());
+        j.activate();
+        assert_eq!(j.status(), S::EgressEnding, "no way back to active");
+        j.complete("StopEgress API");
+        assert_eq!(j.status(), S::EgressComplete);
+        assert!(j.info().ended_at >= j.info().started_at);
+        assert!(!j.ending(), "an ended job cannot be stopped");
+        j.fail("late");
+        assert_eq!(j.status(), S::EgressComplete, "ended is final");
+    }
+
+    #[test]
+    fn failure_keeps_the_reason() {
+        let mut j = job();
+        j.fail("page load error: net::ERR_CONNECTION_REFUSED");
+        assert_eq!(j.status(), S::EgressFailed);
+        assert_eq!(j.info().error, "page load error: net::ERR_CONNECTION_REFUSED");
+        assert!(!j.is_live());
+    }
+}

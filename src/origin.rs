@@ -1,0 +1,85 @@
+//! The HTTP origin: HLS playlists and segments from the output folder, the player page,
+//! and the templates/demo pages Chromium loads.
+
+use std::path::{Component, Path, PathBuf};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::cors::CorsLayer;
+use tower_http::services::ServeDir;
+
+const PLAYER_HTML: &str = include_str!("../web/player.html");
+const HLS_JS: &[u8] = include_bytes!("../web/vendor/hls.min.js");
+
+#[derive(Clone)]
+pub struct OriginState {
+    pub output_dir: PathBuf,
+}
+
+pub fn router(state: OriginState, templates_dir: &Path) -> Router {
+    Router::new()
+        .route("/hls/{egress_id}/{*file}", get(hls_file))
+        .route("/play/{egress_id}/{*playlist}", get(|| async { Html(PLAYER_HTML) }))
+        .route("/static/hls.min.js", get(hls_js))
+        .route("/healthz", get(|| async { "ok" }))
+        .nest_service("/templates", ServeDir::new(templates_dir))
+        .layer(CorsLayer::permissive())
+        .with_state(state)
+}
+
+async fn hls_js() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript"), (header::CACHE_CONTROL, "public, max-age=86400")], HLS_JS)
+}
+
+/// A request path inside the egress folder, or None if it tries to leave it.
+fn safe_join(base: &Path, egress_id: &str, file: &str) -> Option<PathBuf> {
+    let valid_id = !egress_id.is_empty() && egress_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let rel = Path::new(file);
+    let valid_file = rel.components().all(|c| matches!(c, Component::Normal(_)));
+    (valid_id && valid_file && !file.is_empty()).then(|| base.join(egress_id).join(rel))
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("m4s") => "video/iso.segment",
+        Some("mp4") => "video/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn hls_file(State(st): State<OriginState>, UrlPath((egress_id, file)): UrlPath<(String, String)>) -> Response {
+    let Some(path) = safe_join(&st.output_dir, &egress_id, &file) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match tokio::fs::read(&path).await {
+        Ok(data) => {
+            let ct = content_type(&path);
+            // Playlists change; segments and the init segment never do once written.
+            let cache = if ct == "application/vnd.apple.mpegurl" { "no-cache" } else { "public, max-age=31536000, immutable" };
+            let mut r = data.into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+            r
+        }
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside_the_egress_folder() {
+        let base = Path::new("/out");
+        assert_eq!(safe_join(base, "EG_a1", "live/x.m3u8"), Some(PathBuf::from("/out/EG_a1/live/x.m3u8")));
+        assert_eq!(safe_join(base, "EG_a1", "../EG_b/x"), None);
+        assert_eq!(safe_join(base, "..", "x"), None);
+        assert_eq!(safe_join(base, "EG_a1", "/etc/passwd"), None);
+        assert_eq!(safe_join(base, "EG_a1", ""), None);
+    }
+}

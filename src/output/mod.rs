@@ -1,0 +1,3 @@
+//! Outputs: where the encoded media goes. Each output consumes [`crate::media::MuxOutput`]s.
+
+pub mod hls;

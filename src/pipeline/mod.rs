@@ -1,0 +1,288 @@
+//! The GStreamer pipeline of one egress: captured JPEG frames in (appsrc), constant-rate H.264
+//! in CMAF chunks out (appsink), handed to the outputs as [`MuxOutput`]s.
+//!
+//! appsrc → jpegdec → videoscale → videoconvert → caps(W×H) → videorate → caps(F fps)
+//!        → queue → x264enc → h264parse → cmafmux(fragment = segment, chunk = part) → appsink
+
+pub mod encoder;
+
+use std::sync::Once;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use bytes::Bytes;
+use futures::StreamExt;
+use gst::prelude::*;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::job::spec::VideoSpec;
+use crate::media::{ChunkMeta, MuxOutput};
+
+/// Registers GStreamer and the statically linked `cmafmux` once per process.
+pub fn init() -> Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = gst::init().map_err(|e| anyhow!("gstreamer init: {e}")).and_then(|_| {
+            gstfmp4::plugin_register_static().map_err(|e| anyhow!("registering cmafmux: {e}"))
+        });
+    });
+    result
+}
+
+/// What the pipeline reports while it runs.
+#[derive(Debug)]
+pub enum PipelineEvent {
+    Error(String),
+    Eos,
+}
+
+pub struct VideoPipeline {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    /// Wall-clock (epoch ns) minus running time: maps capture times onto the pipeline clock.
+    wall_offset_ns: Option<i128>,
+    last_pts: Option<u64>,
+    events: Option<mpsc::UnboundedReceiver<PipelineEvent>>,
+}
+
+fn make(factory: &str) -> Result<gst::Element> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .with_context(|| format!("creating GStreamer element {factory} (is its plugin package installed?)"))
+}
+
+impl VideoPipeline {
+    /// Builds the pipeline; chunks go to `out` from GStreamer's streaming thread.
+    pub fn build(video: &VideoSpec, segment_secs: u32, part_ms: u32, out: mpsc::UnboundedSender<MuxOutput>) -> Result<Self> {
+        init()?;
+        let pipeline = gst::Pipeline::with_name("egress");
+        let appsrc = gst_app::AppSrc::builder()
+            .name("capture")
+            .is_live(true)
+            .format(gst::Format::Time)
+            .caps(&gst::Caps::builder("image/jpeg").build())
+            // Bounded: if the encoder falls behind, old frames go rather than memory.
+            .max_time(Some(gst::ClockTime::from_seconds(1)))
+            .leaky_type(gst_app::AppLeakyType::Downstream)
+            .build();
+        let jpegdec = make("jpegdec")?;
+        let scale = make("videoscale")?;
+        let convert = make("videoconvert")?;
+        let size_caps = gst::ElementFactory::make("capsfilter")
+            .property(
+                "caps",
+                gst::Caps::builder("video/x-raw")
+                    .field("format", "I420")
+                    .field("width", video.width as i32)
+                    .field("height", video.height as i32)
+                    .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                    .build(),
+            )
+            .build()?;
+        let rate = gst::ElementFactory::make("videorate").property("skip-to-first", true).build()?;
+        let rate_caps = gst::ElementFactory::make("capsfilter")
+            .property(
+                "caps",
+                gst::Caps::builder("video/x-raw").field("framerate", gst::Fraction::new(video.framerate as i32, 1)).build(),
+            )
+            .build()?;
+        let queue = gst::ElementFactory::make("queue")
+            .property("max-size-buffers", 0u32)
+            .property("max-size-bytes", 0u32)
+            .property("max-size-time", gst::ClockTime::from_seconds(1))
+            .build()?;
+        let (enc, enc_caps) = encoder::x264(video)?;
+        let parse = make("h264parse")?;
+        let mux = gst::ElementFactory::make("cmafmux")
+            .property("fragment-duration", gst::ClockTime::from_seconds(segment_secs as u64))
+            .property("chunk-duration", gst::ClockTime::from_mseconds(part_ms as u64))
+            .build()
+            .context("creating cmafmux")?;
+        let sink = gst_app::AppSink::builder().name("chunks").sync(false).buffer_list(true).build();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    for item in split_sample(&sample) {
+                        if out.send(item).is_err() {
+                            return Err(gst::FlowError::Flushing);
+                        }
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        let elements = [
+            appsrc.upcast_ref::<gst::Element>(),
+            &jpegdec,
+            &scale,
+            &convert,
+            &size_caps,
+            &rate,
+            &rate_caps,
+            &queue,
+            &enc,
+            &enc_caps,
+            &parse,
+            &mux,
+            sink.upcast_ref(),
+        ];
+        pipeline.add_many(elements)?;
+        gst::Element::link_many(elements).context("linking the video pipeline")?;
+        Ok(Self { pipeline, appsrc, wall_offset_ns: None, last_pts: None, events: None })
+    }
+
+    /// Sets the pipeline playing and starts watching its bus.
+    pub async fn start(&mut self) -> Result<()> {
+        let bus = self.pipeline.bus().ok_or_else(|| anyhow!("pipeline has no bus"))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut messages = bus.stream();
+        tokio::spawn(async move {
+            while let Some(msg) = messages.next().await {
+                use gst::MessageView;
+                let ev = match msg.view() {
+                    MessageView::Error(e) => PipelineEvent::Error(format!(
+                        "{} ({})",
+                        e.error(),
+                        msg.src().map(|s| s.path_string().to_string()).unwrap_or_default()
+                    )),
+                    MessageView::Eos(_) => PipelineEvent::Eos,
+                    MessageView::Warning(w) => {
+                        warn!("gstreamer: {}", w.error());
+                        continue;
+                    }
+                    _ => continue,
+                };
+                if tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        });
+        self.events = Some(rx);
+        // We pick the clock and base time ourselves, so that capture times (wall clock) map
+        // onto running time exactly, before the first buffer arrives to complete PLAYING.
+        let clock = gst::SystemClock::obtain();
+        self.pipeline.use_clock(Some(&clock));
+        self.pipeline.set_start_time(gst::ClockTime::NONE);
+        let base = clock.time();
+        self.pipeline.set_base_time(base);
+        self.wall_offset_ns = Some((crate::capture::epoch_now() * 1e9) as i128);
+        self.pipeline.set_state(gst::State::Playing).context("starting the pipeline")?;
+        info!("pipeline playing");
+        Ok(())
+    }
+
+    /// Pipeline errors and end-of-stream, as they happen; hand them back with
+    /// [`VideoPipeline::put_events`] before [`VideoPipeline::finish`].
+    pub fn take_events(&mut self) -> mpsc::UnboundedReceiver<PipelineEvent> {
+        self.events.take().unwrap_or_else(|| mpsc::unbounded_channel().1)
+    }
+
+    pub fn put_events(&mut self, events: mpsc::UnboundedReceiver<PipelineEvent>) {
+        self.events = Some(events);
+    }
+
+    /// Epoch ns of running time zero (for wall-clock stamps on chunks).
+    pub fn wall_offset_ns(&self) -> i128 {
+        self.wall_offset_ns.unwrap_or(0)
+    }
+
+    /// Pushes one JPEG frame, stamped with its capture time mapped onto the pipeline clock.
+    pub fn push_jpeg(&mut self, jpeg: Bytes, captured_at: f64) -> Result<()> {
+        let offset = self.wall_offset_ns.ok_or_else(|| anyhow!("pipeline not started"))?;
+        let mut pts = ((captured_at * 1e9) as i128 - offset).max(0) as u64;
+        if let Some(last) = self.last_pts {
+            // Timestamps must never go back; a frame stamped in the past is moved just after.
+            if pts <= last {
+                pts = last + 1;
+            }
+        }
+        self.last_pts = Some(pts);
+        let mut buf = gst::Buffer::from_slice(jpeg);
+        buf.get_mut().expect("new buffer is writable").set_pts(gst::ClockTime::from_nseconds(pts));
+        self.appsrc.push_buffer(buf).map_err(|e| anyhow!("pushing a frame: {e:?}"))?;
+        Ok(())
+    }
+
+    /// Ends the stream and waits (bounded) until every chunk is out, then stops.
+    pub async fn finish(mut self, timeout: Duration) -> Result<()> {
+        let _ = self.appsrc.end_of_stream();
+        let drained = match self.events.as_mut() {
+            Some(events) => tokio::time::timeout(timeout, async {
+                while let Some(ev) = events.recv().await {
+                    match ev {
+                        PipelineEvent::Eos => return Ok(()),
+                        PipelineEvent::Error(e) => return Err(anyhow!("while draining: {e}")),
+                    }
+                }
+                Err(anyhow!("bus closed while draining"))
+            })
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("pipeline did not drain within {timeout:?}"))),
+            None => Ok(()),
+        };
+        self.stop();
+        drained
+    }
+
+    fn stop(&self) {
+        if let Err(e) = self.pipeline.set_state(gst::State::Null) {
+            debug!("pipeline to NULL: {e}");
+        }
+    }
+}
+
+impl Drop for VideoPipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Splits one cmafmux output (a buffer list) into the init segment and the chunk.
+/// cmafmux marks the init segment DISCONT|HEADER, each fragment/chunk header HEADER
+/// (plus DELTA_UNIT when it is a chunk inside a fragment), and media buffers DELTA_UNIT.
+fn split_sample(sample: &gst::Sample) -> Vec<MuxOutput> {
+    let mut out = Vec::new();
+    let buffers: Vec<gst::Buffer> = match (sample.buffer_list(), sample.buffer()) {
+        (Some(list), _) => list.iter_owned().collect(),
+        (None, Some(b)) => vec![b.to_owned()],
+        _ => return out,
+    };
+    // Encoders may shift timestamps (x264enc starts at 1000 h so DTS never goes negative):
+    // report running time, which is what the capture clock mapping is in.
+    let segment = sample.segment().and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
+    let running = |t: Option<gst::ClockTime>| -> u64 {
+        match (&segment, t) {
+            (Some(seg), Some(t)) => seg.to_running_time(t).unwrap_or(t).nseconds(),
+            (None, Some(t)) => t.nseconds(),
+            _ => 0,
+        }
+    };
+    let mut chunk: Option<(ChunkMeta, Vec<u8>)> = None;
+    for buf in buffers {
+        let flags = buf.flags();
+        let Ok(map) = buf.map_readable() else { continue };
+        if flags.contains(gst::BufferFlags::HEADER) && flags.contains(gst::BufferFlags::DISCONT) {
+            out.push(MuxOutput::Init(Bytes::copy_from_slice(&map)));
+        } else if flags.contains(gst::BufferFlags::HEADER) {
+            if let Some((meta, data)) = chunk.take() {
+                out.push(MuxOutput::Chunk(meta, data.into()));
+            }
+            let meta = ChunkMeta {
+                pts_ns: running(buf.pts()),
+                duration_ns: buf.duration().map(|t| t.nseconds()).unwrap_or(0),
+                fragment_start: !flags.contains(gst::BufferFlags::DELTA_UNIT),
+                wallclock_ms: 0,
+            };
+            chunk = Some((meta, map.to_vec()));
+        } else if let Some((_, data)) = chunk.as_mut() {
+            data.extend_from_slice(&map);
+        }
+    }
+    if let Some((meta, data)) = chunk {
+        out.push(MuxOutput::Chunk(meta, data.into()));
+    }
+    out
+}

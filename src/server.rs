@@ -1,0 +1,47 @@
+//! `roomcast serve`: the API and the origin on one listener, and an orderly shutdown that
+//! stops every egress (finalising its playlists) on SIGINT or SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+
+use crate::api::{self, auth::Auth, ApiState};
+use crate::config::Config;
+use crate::job::manager::JobManager;
+use crate::origin::{self, OriginState};
+
+pub async fn serve(cfg: Config) -> Result<()> {
+    crate::pipeline::init()?;
+    let (key, secret, dev) = cfg.keys()?;
+    if dev {
+        warn!(api_key = %key, api_secret = %secret, "no API keys configured: using the development key pair (loopback only)");
+        eprintln!("roomcast: development keys  LIVEKIT_API_KEY={key}  LIVEKIT_API_SECRET={secret}");
+    }
+    std::fs::create_dir_all(&cfg.output_dir).with_context(|| format!("creating {}", cfg.output_dir.display()))?;
+    let cfg = Arc::new(cfg);
+    let jobs = JobManager::new(Arc::clone(&cfg));
+    let app = api::router(ApiState { auth: Arc::new(Auth::new(&key, &secret)), jobs: Arc::clone(&jobs) })
+        .merge(origin::router(OriginState { output_dir: cfg.output_dir.clone() }, &cfg.templates_dir));
+    let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("binding {}", cfg.bind))?;
+    let addr = listener.local_addr()?;
+    info!(%addr, public_url = %cfg.public_url(), "roomcast serving");
+    eprintln!("roomcast: listening on http://{addr}");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("http server")?;
+    info!("shutting down: stopping egresses");
+    jobs.shutdown().await;
+    info!("bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

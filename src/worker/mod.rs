@@ -1,0 +1,143 @@
+//! One egress at work: Chromium + capture + pipeline, from page load to the last chunk.
+//! [`run`] is used both inside a worker child process (`roomcast worker`, driven over
+//! [`ipc`]) and in the foreground by `roomcast run`.
+
+pub mod ipc;
+pub mod process;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::browser::{self, Chromium};
+use crate::capture::{epoch_now, screencast, Pacer};
+use crate::job::spec::JobSpec;
+use crate::media::MuxOutput;
+use crate::pipeline::{PipelineEvent, VideoPipeline};
+
+/// What a running egress reports, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerEvent {
+    /// Chromium's PID, which is also its process group: the supervisor's last-resort kill target.
+    BrowserStarted { pid: i32 },
+    /// The first frame is in the pipeline.
+    Active,
+    Media(MuxOutput),
+}
+
+/// How long a stopping pipeline may take to push out its last chunks.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the egress until `stop` (or the page's END_RECORDING) and returns once every chunk has
+/// been sent; an error says why the egress failed. Chromium is always ended before returning.
+pub async fn run(spec: &JobSpec, events: mpsc::UnboundedSender<WorkerEvent>, stop: CancellationToken) -> Result<()> {
+    let v = &spec.video;
+    let start_timeout = Duration::from_secs(spec.start_timeout_secs);
+    let mut chromium = tokio::select! {
+        c = Chromium::launch(&spec.browser, v.width, v.height, start_timeout) => c?,
+        _ = stop.cancelled() => return Ok(()),
+    };
+    let _ = events.send(WorkerEvent::BrowserStarted { pid: chromium.pid() });
+    let result = capture(spec, &mut chromium, &events, &stop).await;
+    chromium.close().await;
+    result
+}
+
+async fn capture(
+    spec: &JobSpec,
+    chromium: &mut Chromium,
+    events: &mpsc::UnboundedSender<WorkerEvent>,
+    stop: &CancellationToken,
+) -> Result<()> {
+    let v = &spec.video;
+    let hls = spec.hls.as_ref().ok_or_else(|| anyhow!("no output"))?;
+    let start_timeout = Duration::from_secs(spec.start_timeout_secs);
+    let page = chromium.new_page(v.width, v.height).await?;
+    let mut console = browser::console(&page).await?;
+    let start = async {
+        browser::load(&page, &spec.url, start_timeout).await?;
+        if spec.await_start_signal {
+            tokio::time::timeout(start_timeout, browser::wait_console(&mut console, "START_RECORDING"))
+                .await
+                .map_err(|_| anyhow!("start signal not received within {start_timeout:?}"))??;
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    tokio::select! {
+        r = start => r?,
+        _ = stop.cancelled() => return Ok(()),
+        why = chromium.exited() => return Err(anyhow!(why)),
+    }
+    info!(url = %spec.url, "page loaded");
+
+    let (mux_tx, mut mux_rx) = mpsc::unbounded_channel();
+    let mut pipe = VideoPipeline::build(v, hls.segment_duration, hls.part_duration_ms, mux_tx)?;
+    pipe.start().await?;
+    let mut pipe_events = pipe.take_events();
+    let wall_offset = pipe.wall_offset_ns();
+    let media_events = events.clone();
+    let forward = tokio::spawn(async move {
+        while let Some(mut item) = mux_rx.recv().await {
+            if let MuxOutput::Chunk(meta, _) = &mut item {
+                meta.wallclock_ms = ((wall_offset + meta.pts_ns as i128) / 1_000_000).max(0) as u64;
+            }
+            if media_events.send(WorkerEvent::Media(item)).is_err() {
+                break;
+            }
+        }
+    });
+
+    // Headless Chrome paints at 60 Hz; skip compositor frames we would drop anyway.
+    let every_nth = (60 / v.framerate.max(1)).max(1);
+    let mut frames = screencast::start(&page, v.width, v.height, v.jpeg_quality, every_nth).await?;
+    let mut pacer = Pacer::new(v.framerate);
+    let mut tick = tokio::time::interval(pacer.tick_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut active = false;
+    let outcome: Result<()> = loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(f) => {
+                    let f = pacer.fresh(f, epoch_now());
+                    if let Err(e) = pipe.push_jpeg(f.jpeg, f.captured_at) { break Err(e) }
+                    if !active {
+                        active = true;
+                        let _ = events.send(WorkerEvent::Active);
+                    }
+                }
+                None => {
+                    // The page or browser went away; prefer the browser's own exit reason.
+                    let why = tokio::time::timeout(Duration::from_secs(2), chromium.exited()).await
+                        .unwrap_or_else(|_| "screencast ended: the page was closed".into());
+                    break Err(anyhow!(why));
+                }
+            },
+            _ = tick.tick() => if let Some(f) = pacer.tick(epoch_now()) {
+                if let Err(e) = pipe.push_jpeg(f.jpeg, f.captured_at) { break Err(e) }
+            },
+            ev = pipe_events.recv() => break Err(match ev {
+                Some(PipelineEvent::Error(e)) => anyhow!("pipeline error: {e}"),
+                _ => anyhow!("pipeline ended unexpectedly"),
+            }),
+            why = chromium.exited() => break Err(anyhow!(why)),
+            _ = browser::wait_console(&mut console, "END_RECORDING"), if spec.await_start_signal => {
+                info!("page signalled END_RECORDING");
+                break Ok(());
+            }
+            _ = stop.cancelled() => break Ok(()),
+        }
+    };
+    info!(captured = pacer.captured, repeated = pacer.repeated, "capture ended");
+    let _ = tokio::time::timeout(Duration::from_secs(1), screencast::stop(&page)).await;
+    // Drain even after a failure: what was captured is flushed, not lost.
+    pipe.put_events(pipe_events);
+    let drained = pipe.finish(DRAIN_TIMEOUT).await;
+    let _ = forward.await;
+    if let Err(e) = &drained {
+        warn!("drain: {e:#}");
+    }
+    outcome.and(drained)
+}
