@@ -191,6 +191,9 @@ pub async fn load(page: &Page, url: &str, timeout: Duration) -> Result<()> {
         .map_err(|_| anyhow!("page load error: no response from {url} within {timeout:?}"))?
         .context("page load error")?;
     if let Some(err) = &nav.result.error_text {
+        if err.contains("ERR_HTTP_RESPONSE_CODE_FAILURE") {
+            bail!("page load error: HTTP error status ({err}) loading {url}");
+        }
         bail!("page load error: {err} loading {url}");
     }
     tokio::time::timeout(timeout, loaded.next())

@@ -72,7 +72,15 @@ async fn main() -> Result<()> {
     init_logging();
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Worker => worker::ipc::child_main().await,
+        Cmd::Worker => {
+            // Exit at once when done: tokio's stdin reader would otherwise hold the runtime
+            // open until the supervisor closes the pipe.
+            let result = worker::ipc::child_main().await;
+            if let Err(e) = &result {
+                eprintln!("roomcast worker: {e:#}");
+            }
+            std::process::exit(i32::from(result.is_err()));
+        }
         Cmd::Serve { bind } => {
             let mut cfg = Config::load(cli.config.as_deref())?;
             if let Some(b) = bind {

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use bytes::Bytes;
 use chromiumoxide::cdp::browser_protocol::page::{
+    CaptureScreenshotFormat, CaptureScreenshotParams,
     EventScreencastFrame, ScreencastFrameAckParams, StartScreencastFormat, StartScreencastParams, StopScreencastParams,
 };
 use chromiumoxide::Page;
@@ -19,6 +20,7 @@ use super::{epoch_now, Frame};
 pub async fn start(page: &Page, width: u32, height: u32, quality: u32, every_nth: u32) -> Result<mpsc::Receiver<Frame>> {
     let mut events = page.event_listener::<EventScreencastFrame>().await?;
     let (tx, rx) = mpsc::channel(8);
+    let first = tx.clone();
     let ack_page = page.clone();
     tokio::spawn(async move {
         while let Some(ev) = events.next().await {
@@ -47,6 +49,15 @@ pub async fn start(page: &Page, width: u32, height: u32, quality: u32, every_nth
         .every_nth_frame(every_nth.max(1) as i64)
         .build();
     page.execute(params).await.context("starting the screencast")?;
+    // Chrome sends screencast frames only when something repaints: a page that is already
+    // still would send none. One screenshot gives the pipeline its first picture.
+    let shot = CaptureScreenshotParams::builder().format(CaptureScreenshotFormat::Jpeg).quality(quality as i64).build();
+    let captured_at = epoch_now();
+    let shot = page.execute(shot).await.context("taking the first frame")?;
+    let jpeg = base64::engine::general_purpose::STANDARD
+        .decode(AsRef::<str>::as_ref(&shot.result.data))
+        .context("decoding the first frame")?;
+    let _ = first.send(Frame { jpeg: jpeg.into(), captured_at }).await;
     Ok(rx)
 }
 

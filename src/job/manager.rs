@@ -196,7 +196,10 @@ impl JobManager {
                             Err(_) => {}
                         }
                     }
-                    Some(FromWorker::Ended(word)) => last_word = Some(word),
+                    Some(FromWorker::Ended(word)) => {
+                        last_word = Some(word);
+                        break;
+                    }
                     None => break,
                 },
                 c = control.recv(), if control_open => match c {

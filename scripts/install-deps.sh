@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything roomcast and its tests need on Debian 12, from Debian's packages and
+# the npm registry (no downloaded browsers or binaries). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+PKGS=(
+  # browser and media
+  chromium
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  ffmpeg
+  # build
+  build-essential pkg-config libssl-dev curl ca-certificates git
+)
+# Node and npm run the tests' real clients; keep an existing Node (it may bundle npm).
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "roomcast: installing ${missing[*]}" >&2
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "roomcast: cargo not found. Install Rust (rustup, or Debian's cargo if it is new enough: rust-version in Cargo.toml)" >&2
+  exit 1
+fi
+
+# Node clients used by the tests (LiveKit's server SDK), pinned by the lock file.
+if [ ! -d tests/node/node_modules/livekit-server-sdk ]; then
+  npm ci --prefix tests/node --no-audit --no-fund
+fi

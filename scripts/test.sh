@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests and end-to-end tests with real Chromium, GStreamer and
+# LiveKit's Node SDK. End-to-end tests run one at a time (they share two cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+cargo build --locked --all-targets
+exec cargo test --locked -- --test-threads=1

@@ -1,0 +1,277 @@
+//! Test harness: runs the real `roomcast serve` binary on a free loopback port with its own
+//! output and temp folders, talks to it over HTTP, and finds the processes it started
+//! (every child inherits the harness's TMPDIR, which is unique per server).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use livekit_api::access_token::{AccessToken, VideoGrants};
+use serde_json::{json, Value};
+
+pub const KEY: &str = "test-key";
+pub const SECRET: &str = "test-secret-that-is-long-enough";
+
+/// End-to-end tests share two cores: run them one at a time even under a plain `cargo test`.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub tmp: tempfile::TempDir,
+    pub out: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let tmp = tempfile::Builder::new().prefix("roomcast-test-").tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let port = free_port();
+        // The server's log goes to a file, shown when a test fails.
+        let log = std::fs::File::create(tmp.path().join("serve.log")).unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("LIVEKIT_API_KEY", KEY)
+            .env("LIVEKIT_API_SECRET", SECRET)
+            .env("ROOMCAST_OUTPUT_DIR", &out)
+            .env("ROOMCAST_TEMPLATES_DIR", repo().join("templates"))
+            .env("TMPDIR", tmp.path())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,chromiumoxide=error".into()))
+            .stdin(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start roomcast serve");
+        let server = Server { child: Some(child), url, tmp, out, http: reqwest::Client::new() };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(r) = server.http.get(format!("{}/healthz", server.url)).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "roomcast serve did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn page(&self, path: &str) -> String {
+        format!("{}/templates/{path}", self.url)
+    }
+
+    /// A Twirp call with JSON; returns the HTTP status and the body as JSON.
+    pub async fn twirp_raw(&self, method: &str, body: &str, token: Option<&str>, content_type: &str) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/twirp/livekit.Egress/{method}", self.url))
+            .header("Content-Type", content_type)
+            .body(body.to_string());
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let resp = req.send().await.expect("twirp request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn twirp(&self, method: &str, body: Value) -> (u16, Value) {
+        self.twirp_raw(method, &body.to_string(), Some(&token(true)), "application/json").await
+    }
+
+    pub async fn start_web(&self, url: &str) -> String {
+        let (status, info) = self.twirp("StartWebEgress", json!({"url": url, "segment_outputs": [{}]})).await;
+        assert_eq!(status, 200, "StartWebEgress: {info}");
+        info["egressId"].as_str().expect("egress id").to_string()
+    }
+
+    pub async fn info(&self, id: &str) -> Value {
+        let (status, list) = self.twirp("ListEgress", json!({"egress_id": id})).await;
+        assert_eq!(status, 200, "ListEgress: {list}");
+        list["items"][0].clone()
+    }
+
+    /// Polls ListEgress until the egress reaches `status` (failing fast on an unexpected end).
+    pub async fn wait_status(&self, id: &str, status: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let info = self.info(id).await;
+            let now = info["status"].as_str().unwrap_or("EGRESS_STARTING");
+            if now == status {
+                return info;
+            }
+            let ended = ["EGRESS_COMPLETE", "EGRESS_FAILED", "EGRESS_ABORTED"].contains(&now);
+            assert!(!ended, "egress {id} ended as {now} while waiting for {status}: {info}");
+            assert!(Instant::now() < deadline, "egress {id} not {status} within {within:?}: {info}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn wait_segments(&self, id: &str, n: i64, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let info = self.info(id).await;
+            let count = info["segmentResults"][0]["segmentCount"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0i64);
+            if count >= n {
+                return info;
+            }
+            assert!(Instant::now() < deadline, "egress {id} has {count} < {n} segments: {info}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn get_text(&self, url: &str) -> (u16, String) {
+        let r = self.http.get(url).send().await.expect("GET");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    /// Processes this server started, directly or not (they inherit its TMPDIR).
+    pub fn descendants(&self, comm_prefix: &str) -> Vec<i32> {
+        processes_with_env(&format!("TMPDIR={}", self.tmp.path().display()))
+            .into_iter()
+            .filter(|(pid, comm)| *pid != self.pid() && comm.starts_with(comm_prefix))
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    pub fn chromium_pids(&self) -> Vec<i32> {
+        self.descendants("chrom")
+    }
+
+    /// The main Chromium processes (not zygotes or renderers), one per egress.
+    pub fn chromium_browsers(&self) -> Vec<i32> {
+        self.chromium_pids()
+            .into_iter()
+            .filter(|pid| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd);
+                cmd.contains("--remote-debugging-port") && !cmd.contains("--type=")
+            })
+            .collect()
+    }
+
+    pub fn workers(&self) -> Vec<i32> {
+        self.descendants("roomcast")
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("roomcast serve did not exit within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until none of the processes this server started is alive.
+    pub async fn assert_no_leftovers(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left: Vec<i32> = self.chromium_pids().into_iter().chain(self.workers()).collect();
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "processes left behind: {left:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.tmp.path().join("serve.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- roomcast serve log (last 60 lines) ----");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+        if self.child.is_some() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.terminate(Duration::from_secs(30))));
+        }
+        // Never leave anything behind, even when a test failed half-way.
+        for pid in self.chromium_pids().into_iter().chain(self.workers()) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// (pid, comm) of live processes whose environment contains `needle` exactly.
+pub fn processes_with_env(needle: &str) -> Vec<(i32, String)> {
+    let mut found = vec![];
+    let Ok(dir) = std::fs::read_dir("/proc") else { return found };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        if !env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Zombies are dead already; they only wait for their parent to reap them.
+        let state = stat.rsplit(") ").next().and_then(|s| s.chars().next()).unwrap_or('?');
+        if state == 'Z' || state == 'X' {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string();
+        found.push((pid, comm));
+    }
+    found
+}
+
+pub fn token(record: bool) -> String {
+    token_with(SECRET, record)
+}
+
+pub fn token_with(secret: &str, record: bool) -> String {
+    AccessToken::with_api_key(KEY, secret)
+        .with_grants(VideoGrants { room_record: record, room_list: !record, ..Default::default() })
+        .to_jwt()
+        .unwrap()
+}
+
+/// ffprobe's JSON for a playlist or file: streams (with counted frames) and format.
+pub fn ffprobe(input: &str) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_streams", "-show_format", "-of", "json", input])
+        .output()
+        .expect("ffprobe (apt install ffmpeg)");
+    assert!(out.status.success(), "ffprobe {input}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn video_stream(probe: &Value) -> Value {
+    probe["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == "video").cloned().expect("a video stream")
+}
+
+pub fn local_playlist(server: &Server, id: &str, name: &str) -> PathBuf {
+    server.out.join(id).join(name)
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

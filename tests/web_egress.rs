@@ -1,0 +1,275 @@
+//! End-to-end tests of web egress against the real binary, Chromium and GStreamer:
+//! decoded output, the official SDK, bad input, failures and clean-up.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const S: Duration = Duration::from_secs(1);
+
+fn frame_rate(v: &serde_json::Value) -> f64 {
+    let frames: f64 = v["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    let duration: f64 = v["duration"].as_str().map(|d| d.parse().unwrap()).unwrap_or(0.0);
+    frames / duration
+}
+
+/// Issue 2 (a) and (9): ~10 s of an animated page decodes as 1280×720 H.264 at 30 fps for the
+/// time it ran, with a valid closed playlist and keyframes every 2 s; nothing is left running.
+#[tokio::test(flavor = "multi_thread")]
+async fn web_egress_decodes_as_720p30_h264() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let id = server.start_web(&server.page("demo/animated.html")).await;
+    let active = server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    let since = Instant::now();
+    assert_eq!(active["segmentResults"][0]["playlistLocation"], format!("{}/hls/{id}/playlist.m3u8", server.url));
+    tokio::time::sleep(10 * S).await;
+    let (status, stopping) = server.twirp("StopEgress", json!({"egress_id": id})).await;
+    let ran = since.elapsed().as_secs_f64();
+    assert_eq!(status, 200, "{stopping}");
+    assert_eq!(stopping["status"], "EGRESS_ENDING");
+    let done = server.wait_status(&id, "EGRESS_COMPLETE", 20 * S).await;
+    assert!(done["endedAt"].as_str().unwrap() >= done["startedAt"].as_str().unwrap());
+
+    let playlist_url = done["segmentResults"][0]["playlistLocation"].as_str().unwrap().to_string();
+    let (code, playlist) = server.get_text(&playlist_url).await;
+    assert_eq!(code, 200);
+    assert!(playlist.starts_with("#EXTM3U\n"), "{playlist}");
+    assert!(playlist.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{playlist}");
+    assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:1\n"), "{playlist}");
+    assert!(playlist.trim_end().ends_with("#EXT-X-ENDLIST"), "{playlist}");
+    let (_, live) = server.get_text(&done["segmentResults"][0]["livePlaylistLocation"].as_str().unwrap()).await;
+    assert!(live.trim_end().ends_with("#EXT-X-ENDLIST"), "{live}");
+
+    let probe = ffprobe(&playlist_url);
+    let v = video_stream(&probe);
+    assert_eq!(v["codec_name"], "h264");
+    assert_eq!((v["width"].as_i64(), v["height"].as_i64()), (Some(1280), Some(720)));
+    assert_eq!(v["r_frame_rate"], "30/1");
+    let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!((duration - ran).abs() <= 1.0, "output lasts {duration:.2} s, the egress ran {ran:.2} s");
+    let frames: f64 = v["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert!((frames / duration - 30.0).abs() <= 1.0, "{frames} frames in {duration:.2} s");
+
+    // A keyframe every 2 s, and only then (segments start on them).
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-skip_frame", "nokey", "-select_streams", "v", "-show_entries", "frame=pts_time", "-of", "csv=p=0", &playlist_url])
+        .output()
+        .unwrap();
+    let keys: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    assert!(keys.len() >= 5, "keyframes at {keys:?}");
+    for w in keys.windows(2) {
+        assert!((w[1] - w[0] - 2.0).abs() < 0.05, "keyframes at {keys:?}");
+    }
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// Issue 2 (b): LiveKit's own Node SDK starts, lists and stops a web egress.
+#[tokio::test(flavor = "multi_thread")]
+async fn official_node_sdk_starts_lists_and_stops() {
+    let _serial = SERIAL.lock().await;
+    let node_dir = repo().join("tests/node");
+    assert!(
+        node_dir.join("node_modules/livekit-server-sdk").exists(),
+        "tests/node has no node_modules: run `npm ci --prefix tests/node` (scripts/test.sh does)"
+    );
+    let server = Server::start().await;
+    let out = tokio::process::Command::new("node")
+        .arg(node_dir.join("sdk_client.mjs"))
+        .args([&server.url, KEY, SECRET, &server.page("demo/animated.html")])
+        .output()
+        .await
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "sdk client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"ok\":true"), "{stdout}");
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// Issue 2 (c): every kind of bad input gets its Twirp error, and none starts a browser.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_twirp_errors() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let page = server.page("demo/animated.html");
+    let good = json!({"url": page, "segment_outputs": [{}]}).to_string();
+    let cases: Vec<(&str, &str, String, Option<String>, &str, u16, &str)> = vec![
+        ("no token", "StartWebEgress", good.clone(), None, "application/json", 401, "unauthenticated"),
+        ("wrong secret", "StartWebEgress", good.clone(), Some(token_with("another-secret-entirely", true)), "application/json", 401, "unauthenticated"),
+        ("not a jwt", "StartWebEgress", good.clone(), Some("abc.def".into()), "application/json", 401, "unauthenticated"),
+        ("no roomRecord", "StartWebEgress", good.clone(), Some(token(false)), "application/json", 403, "permission_denied"),
+        ("file url", "StartWebEgress", json!({"url": "file:///etc/passwd", "segment_outputs": [{}]}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
+        ("javascript url", "StartWebEgress", json!({"url": "javascript:alert(1)", "segment_outputs": [{}]}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
+        ("unparsable url", "StartWebEgress", json!({"url": "http://[::1", "segment_outputs": [{}]}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
+        ("no output", "StartWebEgress", json!({"url": page}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
+        ("odd width", "StartWebEgress", json!({"url": page, "segment_outputs": [{}], "advanced": {"width": 641, "height": 360}}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
+        ("escaping playlist", "StartWebEgress", json!({"url": page, "segment_outputs": [{"playlist_name": "../../x.m3u8"}]}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
+        ("garbage json", "StartWebEgress", "{not json".into(), Some(token(true)), "application/json", 400, "malformed"),
+        ("wrong field type", "StartWebEgress", json!({"url": 5}).to_string(), Some(token(true)), "application/json", 400, "malformed"),
+        ("garbage protobuf", "StartWebEgress", "\u{ff}\u{ff}\u{ff}".into(), Some(token(true)), "application/protobuf", 400, "malformed"),
+        ("unknown egress", "StopEgress", json!({"egress_id": "EG_nope"}).to_string(), Some(token(true)), "application/json", 404, "not_found"),
+        ("unknown method", "Frobnicate", "{}".into(), Some(token(true)), "application/json", 404, "bad_route"),
+        ("not yet", "UpdateStream", "{}".into(), Some(token(true)), "application/json", 501, "unimplemented"),
+    ];
+    for (what, method, body, tok, ct, want_status, want_code) in cases {
+        let (status, err) = server.twirp_raw(method, &body, tok.as_deref(), ct).await;
+        assert_eq!((status, err["code"].as_str()), (want_status, Some(want_code)), "{what}: {err}");
+        assert!(err["msg"].as_str().is_some_and(|m| !m.is_empty()), "{what}: no message in {err}");
+    }
+    let (_, list) = server.twirp("ListEgress", json!({})).await;
+    assert_eq!(list["items"].as_array().map(|a| a.len()).unwrap_or(0), 0, "nothing started: {list}");
+    assert!(server.chromium_pids().is_empty(), "bad input started a browser");
+}
+
+/// Issue 2 (d): a page that cannot be loaded fails the egress quickly, with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_page_fails_with_a_clear_error() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let started = Instant::now();
+    let id = server.start_web(&format!("http://127.0.0.1:{}/nothing-listens-here", free_port())).await;
+    let info = loop {
+        let info = server.info(&id).await;
+        if info["status"] == "EGRESS_FAILED" {
+            break info;
+        }
+        assert_ne!(info["status"], "EGRESS_COMPLETE", "{info}");
+        assert!(started.elapsed() < 15 * S, "not failed within 15 s: {info}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let error = info["error"].as_str().unwrap();
+    assert!(error.contains("ERR_CONNECTION_REFUSED"), "{error}");
+    // An HTTP error page is a failure too.
+    let id = server.start_web(&server.page("demo/no-such-page.html")).await;
+    let deadline = Instant::now() + 15 * S;
+    loop {
+        let info = server.info(&id).await;
+        if info["status"] == "EGRESS_FAILED" {
+            let error = info["error"].as_str().unwrap();
+            assert!(error.contains("HTTP") && error.contains("no-such-page.html"), "{info}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "404 page did not fail the egress: {info}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// Issue 2 (4): advanced options are honoured, and a page that never repaints still gives a
+/// constant frame rate.
+#[tokio::test(flavor = "multi_thread")]
+async fn advanced_options_and_static_page_constant_rate() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let (status, info) = server
+        .twirp(
+            "StartWebEgress",
+            json!({"url": server.page("demo/static.html"), "segment_outputs": [{"segment_duration": 1}],
+                   "advanced": {"width": 640, "height": 360, "framerate": 25, "video_bitrate": 800, "key_frame_interval": 1}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{info}");
+    let id = info["egressId"].as_str().unwrap().to_string();
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    tokio::time::sleep(6 * S).await;
+    server.twirp("StopEgress", json!({"egress_id": id})).await;
+    let done = server.wait_status(&id, "EGRESS_COMPLETE", 20 * S).await;
+    let url = done["segmentResults"][0]["playlistLocation"].as_str().unwrap();
+    let v = video_stream(&ffprobe(url));
+    assert_eq!((v["width"].as_i64(), v["height"].as_i64()), (Some(640), Some(360)));
+    assert_eq!(v["r_frame_rate"], "25/1");
+    let probe = ffprobe(url);
+    let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    let frames: f64 = video_stream(&probe)["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert!(duration > 5.0, "a static page still produces output: {duration}");
+    assert!((frames / duration - 25.0).abs() <= 1.0, "{frames} frames in {duration:.2} s");
+    let _ = frame_rate;
+}
+
+/// Issue 2 (10): killing one egress's Chromium fails that egress only; the other goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_failing_egress_leaves_the_others_running() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let page = server.page("demo/animated.html");
+    let a = server.start_web(&page).await;
+    let b = server.start_web(&page).await;
+    server.wait_status(&a, "EGRESS_ACTIVE", 30 * S).await;
+    server.wait_status(&b, "EGRESS_ACTIVE", 30 * S).await;
+    let browsers = server.chromium_browsers();
+    assert_eq!(browsers.len(), 2, "one Chromium per egress: {browsers:?}");
+    unsafe { libc::kill(browsers[0], libc::SIGKILL) };
+
+    let deadline = Instant::now() + 20 * S;
+    let (failed, survivor) = loop {
+        let (ia, ib) = (server.info(&a).await, server.info(&b).await);
+        match (ia["status"].as_str(), ib["status"].as_str()) {
+            (Some("EGRESS_FAILED"), Some("EGRESS_ACTIVE")) => break (ia, b.clone()),
+            (Some("EGRESS_ACTIVE"), Some("EGRESS_FAILED")) => break (ib, a.clone()),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "expected exactly one failure: {ia} {ib}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(failed["error"].as_str().unwrap().contains("chromium"), "{failed}");
+    // What the failed egress had captured is kept, in a closed playlist.
+    let (_, pl) = server.get_text(failed["segmentResults"][0]["playlistLocation"].as_str().unwrap()).await;
+    assert!(pl.trim_end().ends_with("#EXT-X-ENDLIST"), "{pl}");
+
+    let before = server.info(&survivor).await["segmentResults"][0]["segmentCount"].as_str().unwrap_or("0").parse::<i64>().unwrap();
+    server.wait_segments(&survivor, before + 2, 15 * S).await;
+    assert_eq!(server.chromium_browsers().len(), 1);
+    server.twirp("StopEgress", json!({"egress_id": survivor})).await;
+    server.wait_status(&survivor, "EGRESS_COMPLETE", 20 * S).await;
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// A worker that dies (here: SIGKILL) fails its egress, its Chromium goes with it, and what
+/// it had sent stays playable behind a closed playlist.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_worker_fails_cleanly_and_keeps_output() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let id = server.start_web(&server.page("demo/animated.html")).await;
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    server.wait_segments(&id, 2, 20 * S).await;
+    let workers = server.workers();
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    unsafe { libc::kill(workers[0], libc::SIGKILL) };
+    let deadline = Instant::now() + 15 * S;
+    let info = loop {
+        let info = server.info(&id).await;
+        if info["status"] == "EGRESS_FAILED" {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "{info}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(info["error"].as_str().unwrap().contains("worker process ended unexpectedly"), "{info}");
+    server.assert_no_leftovers(10 * S).await;
+    let url = info["segmentResults"][0]["playlistLocation"].as_str().unwrap();
+    let (_, pl) = server.get_text(url).await;
+    assert!(pl.trim_end().ends_with("#EXT-X-ENDLIST"), "{pl}");
+    let probe = ffprobe(url);
+    let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!(duration >= 4.0, "the two finished segments survive: {duration}");
+}
+
+/// Issue 2 (9): SIGTERM on `serve` stops every egress, finalises its playlists and ends
+/// every Chromium before the process exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_everything_and_finalises() {
+    let _serial = SERIAL.lock().await;
+    let mut server = Server::start().await;
+    let id = server.start_web(&server.page("demo/animated.html")).await;
+    server.wait_segments(&id, 1, 20 * S).await;
+    let status = server.terminate(40 * S);
+    assert!(status.success(), "serve exited with {status}");
+    assert!(server.chromium_pids().is_empty(), "chromium survived serve: {:?}", server.chromium_pids());
+    assert!(server.workers().is_empty(), "workers survived serve");
+    let pl = std::fs::read_to_string(local_playlist(&server, &id, "playlist.m3u8")).unwrap();
+    assert!(pl.trim_end().ends_with("#EXT-X-ENDLIST"), "{pl}");
+}
