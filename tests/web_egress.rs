@@ -273,3 +273,28 @@ async fn sigterm_stops_everything_and_finalises() {
     let pl = std::fs::read_to_string(local_playlist(&server, &id, "playlist.m3u8")).unwrap();
     assert!(pl.trim_end().ends_with("#EXT-X-ENDLIST"), "{pl}");
 }
+
+/// `await_start_signal`: nothing is recorded before the page logs START_RECORDING, and
+/// END_RECORDING completes the egress by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn start_and_end_signals_from_the_page() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let t0 = Instant::now();
+    let (status, info) = server
+        .twirp(
+            "StartWebEgress",
+            json!({"url": server.page("demo/signal.html?start=2500&end=7000"), "await_start_signal": true, "segment_outputs": [{}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{info}");
+    let id = info["egressId"].as_str().unwrap().to_string();
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    assert!(t0.elapsed() >= Duration::from_millis(2500), "active before the start signal");
+    let done = server.wait_status(&id, "EGRESS_COMPLETE", 30 * S).await;
+    assert_eq!(done["details"], "Source closed");
+    let probe = ffprobe(done["segmentResults"][0]["playlistLocation"].as_str().unwrap());
+    let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!((duration - 4.5).abs() <= 1.0, "recorded {duration:.2} s between the signals, expected ~4.5");
+    server.assert_no_leftovers(10 * S).await;
+}

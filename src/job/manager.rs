@@ -231,6 +231,7 @@ impl JobManager {
             match (last_word, output_error.or(finalised.err())) {
                 (Some(Some(e)), _) => s.fail(&e),
                 (_, Some(e)) => s.fail(&e),
+                (Some(None), None) if !s.was_active() => s.abort("Stop called before pipeline could start"),
                 (Some(None), None) => s.complete(if stop_requested { "StopEgress API" } else { "Source closed" }),
                 (None, None) => s.fail(&format!("worker process ended unexpectedly ({exit})")),
             }

@@ -88,6 +88,19 @@ impl JobState {
         self.end(S::EgressComplete);
     }
 
+    /// Stopped before the first frame: nothing was recorded (LiveKit's EGRESS_ABORTED).
+    pub fn abort(&mut self, reason: &str) {
+        if self.is_live() {
+            self.info.error = reason.to_string();
+            self.info.error_code = 412;
+            self.end(S::EgressAborted);
+        }
+    }
+
+    pub fn was_active(&self) -> bool {
+        self.info.started_at > 0
+    }
+
     pub fn fail(&mut self, error: &str) {
         if self.is_live() {
             self.info.error = error.to_string();
@@ -130,6 +143,16 @@ mod tests {
         assert!(!j.ending(), "an ended job cannot be stopped");
         j.fail("late");
         assert_eq!(j.status(), S::EgressComplete, "ended is final");
+    }
+
+    #[test]
+    fn stop_before_start_aborts() {
+        let mut j = job();
+        assert!(j.ending());
+        assert!(!j.was_active());
+        j.abort("Stop called before pipeline could start");
+        assert_eq!(j.status(), S::EgressAborted);
+        assert_eq!(j.info().error_code, 412);
     }
 
     #[test]

@@ -160,7 +160,8 @@ impl HlsWriter {
         let _ = writeln!(p, "#EXT-X-TARGETDURATION:{}", longest.round() as u64);
         let _ = writeln!(p, "#EXT-X-MEDIA-SEQUENCE:{}", segments.first().map(|s| s.msn).unwrap_or(FIRST_MSN));
         if event {
-            let _ = writeln!(p, "#EXT-X-PLAYLIST-TYPE:{}", if self.finished { "VOD" } else { "EVENT" });
+            // EVENT for good: the type may not change, and EXT-X-ENDLIST marks the end.
+            let _ = writeln!(p, "#EXT-X-PLAYLIST-TYPE:EVENT");
         }
         let _ = writeln!(p, "#EXT-X-INDEPENDENT-SEGMENTS");
         let _ = writeln!(p, "#EXT-X-MAP:URI=\"{}\"", self.relative(name, INIT_NAME));

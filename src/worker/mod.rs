@@ -56,11 +56,15 @@ async fn capture(
     let hls = spec.hls.as_ref().ok_or_else(|| anyhow!("no output"))?;
     let start_timeout = Duration::from_secs(spec.start_timeout_secs);
     let page = chromium.new_page(v.width, v.height).await?;
-    let mut console = browser::console(&page).await?;
+    // Only subscribed when the page's signals matter: an unread console would buffer forever.
+    let mut console = match spec.await_start_signal {
+        true => Some(browser::console(&page).await?),
+        false => None,
+    };
     let start = async {
         browser::load(&page, &spec.url, start_timeout).await?;
-        if spec.await_start_signal {
-            tokio::time::timeout(start_timeout, browser::wait_console(&mut console, "START_RECORDING"))
+        if let Some(console) = console.as_mut() {
+            tokio::time::timeout(start_timeout, browser::wait_console(console, "START_RECORDING"))
                 .await
                 .map_err(|_| anyhow!("start signal not received within {start_timeout:?}"))??;
         }
@@ -123,7 +127,10 @@ async fn capture(
                 _ => anyhow!("pipeline ended unexpectedly"),
             }),
             why = chromium.exited() => break Err(anyhow!(why)),
-            _ = browser::wait_console(&mut console, "END_RECORDING"), if spec.await_start_signal => {
+            _ = async { match console.as_mut() {
+                Some(c) => browser::wait_console(c, "END_RECORDING").await,
+                None => std::future::pending().await,
+            } } => {
                 info!("page signalled END_RECORDING");
                 break Ok(());
             }
