@@ -8,6 +8,7 @@
 pub mod api;
 pub mod browser;
 pub mod capture;
+pub mod clock;
 pub mod config;
 pub mod job;
 pub mod media;

@@ -163,7 +163,7 @@ fn hls_spec(out: &proto::SegmentedFileOutput, cfg: &Config) -> Result<HlsSpec, S
             "cloud uploads (s3/gcp/azure/aliOSS) are not supported: roomcast serves segments from its own origin".into(),
         ));
     }
-    let now = chrono_like_now();
+    let now = crate::clock::file_stamp(crate::clock::unix_secs());
     let playlist_name = output_name(&out.playlist_name, "playlist.m3u8", "playlist_name", &now)?;
     let live_playlist_name = output_name(&out.live_playlist_name, "live.m3u8", "live_playlist_name", &now)?;
     for n in [&playlist_name, &live_playlist_name] {
@@ -188,26 +188,6 @@ fn hls_spec(out: &proto::SegmentedFileOutput, cfg: &Config) -> Result<HlsSpec, S
         part_duration_ms: cfg.hls.part_duration_ms,
         live_window: cfg.hls.live_window,
     })
-}
-
-/// `YYYY-MM-DDTHHMMSS` in UTC, for the `{time}` placeholder (no calendar crate needed for this).
-fn chrono_like_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Checks a page URL: it must parse and be http(s).
@@ -339,6 +319,5 @@ mod tests {
     fn time_placeholder_is_filled() {
         let n = output_name("rec-{time}.m3u8", "x", "playlist_name", "2026-01-02T030405").unwrap();
         assert_eq!(n, "rec-2026-01-02T030405.m3u8");
-        assert_eq!(chrono_like_now().len(), "2026-01-02T030405".len());
     }
 }

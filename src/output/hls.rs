@@ -52,28 +52,6 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
-/// ISO 8601 UTC with milliseconds, for EXT-X-PROGRAM-DATE-TIME.
-fn iso8601(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
 impl HlsWriter {
     pub fn new(dir: impl Into<PathBuf>, spec: HlsSpec) -> Result<Self> {
         let dir = dir.into();
@@ -167,7 +145,7 @@ impl HlsWriter {
         let _ = writeln!(p, "#EXT-X-MAP:URI=\"{}\"", self.relative(name, INIT_NAME));
         for s in segments {
             if s.wallclock_ms > 0 {
-                let _ = writeln!(p, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(s.wallclock_ms));
+                let _ = writeln!(p, "#EXT-X-PROGRAM-DATE-TIME:{}", crate::clock::iso8601_ms(s.wallclock_ms));
             }
             let _ = writeln!(p, "#EXTINF:{:.5},", s.duration);
             let _ = writeln!(p, "{}", self.relative(name, &s.uri));
