@@ -16,13 +16,18 @@ def free_port():
 
 
 def procs_with_env(needle, exclude):
+    """Processes with `needle` (TMPDIR=dir) in their environment, or the dir in their command
+    line: Chromium's processes overwrite their environment with their title, but all name
+    their profile, which lives under that dir."""
+    path = needle.split("=", 1)[1].encode()
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) in exclude:
             continue
         try:
             env = open(f"/proc/{d}/environ", "rb").read().split(b"\0")
-            if needle.encode() in env:
+            cmd = open(f"/proc/{d}/cmdline", "rb").read()
+            if needle.encode() in env or path in cmd:
                 out.append(int(d))
         except OSError:
             pass

@@ -141,9 +141,10 @@ impl Server {
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 
-    /// Processes this server started, directly or not (they inherit its TMPDIR).
+    /// Processes this server started, directly or not: they inherit its TMPDIR, and Chromium's
+    /// (which overwrite their environment with their title) name a profile under it.
     pub fn descendants(&self, comm_prefix: &str) -> Vec<i32> {
-        processes_with_env(&format!("TMPDIR={}", self.tmp.path().display()))
+        processes_marked_by(self.tmp.path())
             .into_iter()
             .filter(|(pid, comm)| *pid != self.pid() && comm.starts_with(comm_prefix))
             .map(|(pid, _)| pid)
@@ -221,14 +222,20 @@ impl Drop for Server {
     }
 }
 
-/// (pid, comm) of live processes whose environment contains `needle` exactly.
-pub fn processes_with_env(needle: &str) -> Vec<(i32, String)> {
+/// (pid, comm) of live processes whose environment has TMPDIR=`dir` or whose command line
+/// names a path under `dir`.
+pub fn processes_marked_by(dir: &Path) -> Vec<(i32, String)> {
+    let env_needle = format!("TMPDIR={}", dir.display()).into_bytes();
+    let path_needle = dir.display().to_string().into_bytes();
     let mut found = vec![];
-    let Ok(dir) = std::fs::read_dir("/proc") else { return found };
-    for entry in dir.flatten() {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    for entry in entries.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        if !env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let by_env = env.split(|b| *b == 0).any(|kv| kv == env_needle.as_slice());
+        let by_cmd = cmd.windows(path_needle.len().max(1)).any(|w| w == path_needle.as_slice());
+        if !by_env && !by_cmd {
             continue;
         }
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
