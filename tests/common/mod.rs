@@ -278,7 +278,3 @@ pub fn video_stream(probe: &Value) -> Value {
 pub fn local_playlist(server: &Server, id: &str, name: &str) -> PathBuf {
     server.out.join(id).join(name)
 }
-
-pub fn exists(p: &Path) -> bool {
-    p.exists()
-}
