@@ -69,6 +69,20 @@ pub struct HlsConfig {
     pub part_duration_ms: u32,
     /// Segments kept in the sliding live playlist.
     pub live_window: usize,
+    /// Extra renditions encoded from the same capture (an x264 encoder each), listed in the
+    /// multivariant playlist beside the main one. Empty by default: one rendition.
+    pub ladder: Vec<Rung>,
+}
+
+/// One extra rendition of the ABR ladder. Not larger than the main picture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rung {
+    /// Folder name of the rendition in the egress output (letters, digits, `_`, `-`).
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub bitrate_kbps: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,7 +127,7 @@ impl Default for EncoderConfig {
 
 impl Default for HlsConfig {
     fn default() -> Self {
-        Self { segment_duration: 2, part_duration_ms: 200, live_window: 6 }
+        Self { segment_duration: 2, part_duration_ms: 200, live_window: 6, ladder: vec![] }
     }
 }
 
@@ -180,6 +194,23 @@ impl Config {
         }
         if self.hls.live_window < 3 {
             bail!("hls.live_window must be at least 3 segments");
+        }
+        for r in &self.hls.ladder {
+            let name_ok = !r.name.is_empty() && r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !name_ok {
+                bail!("hls.ladder name {:?}: use letters, digits, '_' and '-'", r.name);
+            }
+            if r.width < 16 || r.height < 16 || r.width % 2 != 0 || r.height % 2 != 0 {
+                bail!("hls.ladder {}: width and height must be even and at least 16", r.name);
+            }
+            if !(100..=50_000).contains(&r.bitrate_kbps) {
+                bail!("hls.ladder {}: bitrate_kbps must be 100..=50000", r.name);
+            }
+        }
+        let mut names: Vec<&str> = self.hls.ladder.iter().map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            bail!("hls.ladder names must be unique");
         }
         if self.max_concurrent == 0 {
             bail!("max_concurrent must be at least 1");

@@ -9,6 +9,7 @@ use livekit_api::access_token::{AccessToken, VideoGrants};
 use livekit_protocol as proto;
 use roomcast::config::Config;
 use roomcast::job::spec::JobSpec;
+use roomcast::output::hls::stream::Stream;
 use roomcast::output::hls::HlsWriter;
 use roomcast::worker::{self, WorkerEvent};
 use tokio::sync::mpsc;
@@ -120,7 +121,8 @@ async fn main() -> Result<()> {
 /// `roomcast run`: the same worker code as `serve`, in this process, writing HLS to `out`.
 async fn run_foreground(spec: JobSpec, out: PathBuf, duration: Option<f64>) -> Result<()> {
     let hls_spec = spec.hls.clone().context("no hls output")?;
-    let mut hls = HlsWriter::new(&out, hls_spec.clone())?;
+    let stream = Stream::new(&spec.egress_id, out.clone(), &spec.video, &hls_spec);
+    let mut hls = HlsWriter::new(stream)?;
     let stop = CancellationToken::new();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let egress = {

@@ -14,12 +14,15 @@ pub struct ChunkMeta {
     pub fragment_start: bool,
     /// Wall-clock capture time of the first sample, ms since the Unix epoch.
     pub wallclock_ms: u64,
+    /// Which rendition of the ABR ladder: 0 is the main picture.
+    #[serde(default)]
+    pub rendition: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum MuxOutput {
-    /// ftyp+moov; sent once, before any chunk.
-    Init(Bytes),
+    /// ftyp+moov of one rendition; sent once, before its first chunk.
+    Init(usize, Bytes),
     /// moof+mdat.
     Chunk(ChunkMeta, Bytes),
 }

@@ -10,6 +10,7 @@ use crate::api::{self, auth::Auth, ApiState};
 use crate::config::Config;
 use crate::job::manager::JobManager;
 use crate::origin::{self, OriginState};
+use crate::output::hls::stream::Registry;
 
 pub async fn serve(cfg: Config) -> Result<()> {
     crate::pipeline::init()?;
@@ -20,9 +21,10 @@ pub async fn serve(cfg: Config) -> Result<()> {
     }
     std::fs::create_dir_all(&cfg.output_dir).with_context(|| format!("creating {}", cfg.output_dir.display()))?;
     let cfg = Arc::new(cfg);
-    let jobs = JobManager::new(Arc::clone(&cfg));
+    let streams = Registry::new();
+    let jobs = JobManager::new(Arc::clone(&cfg), Arc::clone(&streams));
     let app = api::router(ApiState { auth: Arc::new(Auth::new(&key, &secret)), jobs: Arc::clone(&jobs) })
-        .merge(origin::router(OriginState { output_dir: cfg.output_dir.clone() }, &cfg.templates_dir));
+        .merge(origin::router(OriginState { output_dir: cfg.output_dir.clone(), streams }, &cfg.templates_dir));
     let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("binding {}", cfg.bind))?;
     let addr = listener.local_addr()?;
     info!(%addr, public_url = %cfg.public_url(), "roomcast serving");

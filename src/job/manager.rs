@@ -15,6 +15,7 @@ use super::spec::JobSpec;
 use super::state::JobState;
 use super::JobError;
 use crate::config::Config;
+use crate::output::hls::stream::{Registry, Stream};
 use crate::output::hls::HlsWriter;
 use crate::worker::ipc::FromWorker;
 use crate::worker::process::WorkerProcess;
@@ -40,15 +41,20 @@ struct Jobs {
 pub struct JobManager {
     cfg: Arc<Config>,
     jobs: Mutex<Jobs>,
+    streams: Arc<Registry>,
 }
+
+/// How long an ended stream stays in memory, so players holding its last playlist can still
+/// fetch the parts it listed; afterwards its files on disk are served.
+const STREAM_LINGER: Duration = Duration::from_secs(60);
 
 fn new_egress_id() -> String {
     format!("EG_{}", Alphanumeric.sample_string(&mut rand::rng(), 12))
 }
 
 impl JobManager {
-    pub fn new(cfg: Arc<Config>) -> Arc<Self> {
-        Arc::new(Self { cfg, jobs: Mutex::new(Jobs::default()) })
+    pub fn new(cfg: Arc<Config>, streams: Arc<Registry>) -> Arc<Self> {
+        Arc::new(Self { cfg, jobs: Mutex::new(Jobs::default()), streams })
     }
 
     fn jobs(&self) -> std::sync::MutexGuard<'_, Jobs> {
@@ -83,8 +89,15 @@ impl JobManager {
         if live >= self.cfg.max_concurrent {
             return Err(JobError::Unavailable(format!("at capacity: {live} egresses running on this node")));
         }
+        // Registered before the API answers, so players may ask for the playlist at once.
+        let stream = spec.hls.as_ref().map(|h| {
+            let stream = Stream::new(&id, self.cfg.output_dir.join(&id), &spec.video, h);
+            self.streams.insert(Arc::clone(&stream));
+            tokio::spawn(Arc::clone(&stream).watchdog());
+            stream
+        });
         let span = tracing::info_span!("egress", egress_id = %id);
-        let task = tokio::spawn(Arc::clone(self).supervise(spec, rx).instrument(span));
+        let task = tokio::spawn(Arc::clone(self).supervise(spec, stream, rx).instrument(span));
         jobs.map.insert(id.clone(), Entry { state, control: tx, task: Some(task) });
         info!(egress_id = %id, "egress starting");
         Ok(info)
@@ -158,16 +171,30 @@ impl JobManager {
 
     /// Runs one egress's worker to its end and records how it ended. Whatever happens, the
     /// playlists are finalised and the worker's processes are gone when this returns.
-    async fn supervise(self: Arc<Self>, spec: JobSpec, mut control: mpsc::UnboundedReceiver<Control>) {
+    async fn supervise(
+        self: Arc<Self>,
+        spec: JobSpec,
+        stream: Option<Arc<Stream>>,
+        control: mpsc::UnboundedReceiver<Control>,
+    ) {
         let id = spec.egress_id.clone();
-        let Some(hls_spec) = spec.hls.clone() else {
+        let Some(stream) = stream else {
             self.finish(&id, |s| s.fail("no output"));
             return;
         };
-        let mut hls = match HlsWriter::new(self.cfg.output_dir.join(&id), hls_spec) {
-            Ok(w) => w,
-            Err(e) => return self.finish(&id, |s| s.fail(&format!("output: {e:#}"))),
-        };
+        match HlsWriter::new(Arc::clone(&stream)) {
+            Ok(hls) => self.run_worker(spec, hls, control).await,
+            Err(e) => self.finish(&id, |s| s.fail(&format!("output: {e:#}"))),
+        }
+        let streams = Arc::clone(&self.streams);
+        tokio::spawn(async move {
+            tokio::time::sleep(STREAM_LINGER).await;
+            streams.remove(&id);
+        });
+    }
+
+    async fn run_worker(&self, spec: JobSpec, mut hls: HlsWriter, mut control: mpsc::UnboundedReceiver<Control>) {
+        let id = spec.egress_id.clone();
         let (mut worker, mut from_worker) = match WorkerProcess::spawn(&spec).await {
             Ok(w) => w,
             Err(e) => return self.finish(&id, |s| s.fail(&format!("{e:#}"))),

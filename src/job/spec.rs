@@ -5,7 +5,7 @@ use livekit_protocol as proto;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::Config;
+use crate::config::{Config, Rung};
 
 /// A request field that cannot be honoured; becomes Twirp `invalid_argument` or `unimplemented`.
 #[derive(Debug, Error, PartialEq)]
@@ -46,6 +46,60 @@ pub struct HlsSpec {
     pub segment_duration: u32,
     pub part_duration_ms: u32,
     pub live_window: usize,
+    /// Extra renditions (smaller than the main picture), each in a folder of its name.
+    pub ladder: Vec<Rung>,
+}
+
+/// Name of the multivariant playlist every egress gets, beside its media playlists.
+pub const MULTIVARIANT_NAME: &str = "master.m3u8";
+
+/// The frame-exact timing grid of an HLS output: parts are a whole number of frames, segments
+/// a whole number of GOPs, so every part and segment duration is known before it is made and
+/// PART-TARGET / TARGETDURATION never change during a stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HlsTiming {
+    pub fps: u32,
+    pub part_frames: u32,
+    pub segment_frames: u32,
+}
+
+impl HlsTiming {
+    pub fn new(video: &VideoSpec, hls: &HlsSpec) -> Self {
+        let fps = video.framerate.max(1);
+        let part_frames = ((hls.part_duration_ms as f64 * fps as f64 / 1000.0).round() as u32).max(1);
+        let gop = crate::pipeline::encoder::gop_frames(video);
+        // cmafmux cuts a fragment at the first keyframe at or after the fragment duration.
+        let segment_frames = (hls.segment_duration * fps).div_ceil(gop).max(1) * gop;
+        Self { fps, part_frames, segment_frames }
+    }
+
+    pub fn frame_secs(&self) -> f64 {
+        1.0 / self.fps as f64
+    }
+
+    /// Chunk duration for cmafmux, rounded down so the frame that starts the next part (whose
+    /// timestamp is also rounded down) is never counted into this one.
+    pub fn part_ns(&self) -> u64 {
+        self.part_frames as u64 * 1_000_000_000 / self.fps as u64
+    }
+
+    pub fn fragment_ns(&self) -> u64 {
+        self.segment_frames as u64 * 1_000_000_000 / self.fps as u64
+    }
+
+    pub fn segment_secs(&self) -> f64 {
+        self.segment_frames as f64 / self.fps as f64
+    }
+
+    /// PART-TARGET in seconds, rounded up to the millisecond.
+    pub fn part_target(&self) -> f64 {
+        (self.part_frames as f64 * 1000.0 / self.fps as f64).ceil() / 1000.0
+    }
+
+    /// EXT-X-TARGETDURATION: whole seconds, at least every segment's rounded duration.
+    pub fn target_duration(&self) -> u32 {
+        (self.segment_secs() - 1e-9).ceil().max(1.0) as u32
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -157,7 +211,7 @@ fn output_name(template: &str, default: &str, what: &str, now: &str) -> Result<S
     Ok(name)
 }
 
-fn hls_spec(out: &proto::SegmentedFileOutput, cfg: &Config) -> Result<HlsSpec, SpecError> {
+fn hls_spec(out: &proto::SegmentedFileOutput, video: &VideoSpec, cfg: &Config) -> Result<HlsSpec, SpecError> {
     if out.output.is_some() {
         return Err(SpecError::Unsupported(
             "cloud uploads (s3/gcp/azure/aliOSS) are not supported: roomcast serves segments from its own origin".into(),
@@ -174,6 +228,9 @@ fn hls_spec(out: &proto::SegmentedFileOutput, cfg: &Config) -> Result<HlsSpec, S
     if playlist_name == live_playlist_name {
         return Err(invalid("playlist_name and live_playlist_name must differ"));
     }
+    if playlist_name == MULTIVARIANT_NAME || live_playlist_name == MULTIVARIANT_NAME {
+        return Err(invalid(format!("{MULTIVARIANT_NAME} is the multivariant playlist's name; choose another playlist name")));
+    }
     let segment_prefix = output_name(&out.filename_prefix, "segment", "filename_prefix", &now)?;
     let segment_duration = match out.segment_duration {
         0 => cfg.hls.segment_duration,
@@ -187,6 +244,8 @@ fn hls_spec(out: &proto::SegmentedFileOutput, cfg: &Config) -> Result<HlsSpec, S
         segment_duration,
         part_duration_ms: cfg.hls.part_duration_ms,
         live_window: cfg.hls.live_window,
+        // A rung as large as the main picture would only repeat it.
+        ladder: cfg.hls.ladder.iter().filter(|r| r.width < video.width && r.height < video.height).cloned().collect(),
     })
 }
 
@@ -233,13 +292,14 @@ impl JobSpec {
         let Some(seg) = segments.first() else {
             return Err(invalid("no output: add a segment_outputs entry"));
         };
+        let video = video_spec(req.options.as_ref(), cfg)?;
         Ok(JobSpec {
             egress_id: egress_id.to_string(),
             url,
             await_start_signal: req.await_start_signal,
             start_timeout_secs: cfg.timeouts.start_secs,
-            video: video_spec(req.options.as_ref(), cfg)?,
-            hls: Some(hls_spec(seg, cfg)?),
+            hls: Some(hls_spec(seg, &video, cfg)?),
+            video,
             browser: BrowserSpec::from_config(cfg),
         })
     }
@@ -313,6 +373,30 @@ mod tests {
         let mut r = req("http://a/");
         r.segment_outputs.clear();
         assert!(matches!(JobSpec::from_web_request("e", &r, &cfg), Err(SpecError::Invalid(_))));
+    }
+
+    #[test]
+    fn timing_is_frame_exact() {
+        let mut spec = JobSpec::from_web_request("e", &req("http://a/"), &Config::default()).unwrap();
+        let t = HlsTiming::new(&spec.video, spec.hls.as_ref().unwrap());
+        assert_eq!((t.part_frames, t.segment_frames, t.part_ns(), t.target_duration()), (6, 60, 200_000_000, 2));
+        assert_eq!(t.part_target(), 0.2);
+        // 250 ms at 30 fps is 7.5 frames: rounded to 8 frames, PART-TARGET ceiled to the ms.
+        let hls = spec.hls.as_mut().unwrap();
+        hls.part_duration_ms = 250;
+        let t = HlsTiming::new(&spec.video, hls);
+        assert_eq!((t.part_frames, t.part_target()), (8, 0.267));
+        // A GOP longer than the segment stretches segments to whole GOPs.
+        spec.video.keyframe_interval = 3.0;
+        let t = HlsTiming::new(&spec.video, spec.hls.as_ref().unwrap());
+        assert_eq!((t.segment_frames, t.target_duration()), (90, 3));
+    }
+
+    #[test]
+    fn multivariant_name_is_reserved() {
+        let mut r = req("http://a/");
+        r.segment_outputs[0].playlist_name = MULTIVARIANT_NAME.into();
+        assert!(matches!(JobSpec::from_web_request("e", &r, &Config::default()), Err(SpecError::Invalid(_))));
     }
 
     #[test]

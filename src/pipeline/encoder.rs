@@ -4,10 +4,15 @@ use anyhow::{Context, Result};
 
 use crate::job::spec::VideoSpec;
 
+/// Frames from one IDR to the next.
+pub fn gop_frames(video: &VideoSpec) -> u32 {
+    ((video.framerate as f64) * video.keyframe_interval).round().max(1.0) as u32
+}
+
 /// x264 tuned for live segmenting: a keyframe exactly every `keyframe_interval` (no scene-cut
 /// keyframes, so every segment starts on an IDR at the same cadence), CBR at the requested rate.
 pub fn x264(video: &VideoSpec) -> Result<(gst::Element, gst::Element)> {
-    let gop = ((video.framerate as f64) * video.keyframe_interval).round().max(1.0) as u32;
+    let gop = gop_frames(video);
     let enc = gst::ElementFactory::make("x264enc")
         .property("bitrate", video.bitrate_kbps)
         .property("key-int-max", gop)

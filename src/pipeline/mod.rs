@@ -1,8 +1,12 @@
 //! The GStreamer pipeline of one egress: captured JPEG frames in (appsrc), constant-rate H.264
 //! in CMAF chunks out (appsink), handed to the outputs as [`MuxOutput`]s.
 //!
-//! appsrc → jpegdec → videoscale → videoconvert → caps(W×H) → videorate → caps(F fps)
-//!        → queue → x264enc → h264parse → cmafmux(fragment = segment, chunk = part) → appsink
+//! appsrc → jpegdec → videoscale → videoconvert → caps(W×H) → videorate → caps(F fps) → tee
+//!   tee → queue → x264enc → h264parse → cmafmux(fragment = segment, chunk = part) → appsink
+//!   tee → queue → videoscale → caps(w×h) → x264enc → … → appsink   (one per ladder rung)
+//!
+//! Every branch has the same frame timestamps, GOP and fragment/chunk grid, so the
+//! renditions' segments and parts line up.
 
 pub mod encoder;
 
@@ -16,7 +20,7 @@ use gst::prelude::*;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::job::spec::VideoSpec;
+use crate::job::spec::{HlsSpec, HlsTiming, VideoSpec};
 use crate::media::{ChunkMeta, MuxOutput};
 
 /// Registers GStreamer and the statically linked `cmafmux` once per process.
@@ -55,7 +59,7 @@ fn make(factory: &str) -> Result<gst::Element> {
 
 impl VideoPipeline {
     /// Builds the pipeline; chunks go to `out` from GStreamer's streaming thread.
-    pub fn build(video: &VideoSpec, segment_secs: u32, part_ms: u32, out: mpsc::UnboundedSender<MuxOutput>) -> Result<Self> {
+    pub fn build(video: &VideoSpec, hls: &HlsSpec, out: mpsc::UnboundedSender<MuxOutput>) -> Result<Self> {
         init()?;
         let pipeline = gst::Pipeline::with_name("egress");
         let appsrc = gst_app::AppSrc::builder()
@@ -88,49 +92,21 @@ impl VideoPipeline {
                 gst::Caps::builder("video/x-raw").field("framerate", gst::Fraction::new(video.framerate as i32, 1)).build(),
             )
             .build()?;
-        let queue = gst::ElementFactory::make("queue")
-            .property("max-size-buffers", 0u32)
-            .property("max-size-bytes", 0u32)
-            .property("max-size-time", gst::ClockTime::from_seconds(1))
-            .build()?;
-        let (enc, enc_caps) = encoder::x264(video)?;
-        let parse = make("h264parse")?;
-        let mux = gst::ElementFactory::make("cmafmux")
-            .property("fragment-duration", gst::ClockTime::from_seconds(segment_secs as u64))
-            .property("chunk-duration", gst::ClockTime::from_mseconds(part_ms as u64))
-            .build()
-            .context("creating cmafmux")?;
-        let sink = gst_app::AppSink::builder().name("chunks").sync(false).buffer_list(true).build();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    for item in split_sample(&sample) {
-                        if out.send(item).is_err() {
-                            return Err(gst::FlowError::Flushing);
-                        }
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-        let elements = [
-            appsrc.upcast_ref::<gst::Element>(),
-            &jpegdec,
-            &scale,
-            &convert,
-            &size_caps,
-            &rate,
-            &rate_caps,
-            &queue,
-            &enc,
-            &enc_caps,
-            &parse,
-            &mux,
-            sink.upcast_ref(),
-        ];
-        pipeline.add_many(elements)?;
-        gst::Element::link_many(elements).context("linking the video pipeline")?;
+        let tee = make("tee")?;
+        let head = [appsrc.upcast_ref::<gst::Element>(), &jpegdec, &scale, &convert, &size_caps, &rate, &rate_caps, &tee];
+        pipeline.add_many(head)?;
+        gst::Element::link_many(head).context("linking the capture half of the pipeline")?;
+        let timing = HlsTiming::new(video, hls);
+        let main = (video.width, video.height, video.bitrate_kbps);
+        let rungs = std::iter::once(main).chain(hls.ladder.iter().map(|r| (r.width, r.height, r.bitrate_kbps)));
+        for (rendition, (width, height, bitrate_kbps)) in rungs.enumerate() {
+            let v = VideoSpec { width, height, bitrate_kbps, ..video.clone() };
+            let branch = encode_branch(&v, rendition > 0, &timing, rendition, out.clone())?;
+            let refs: Vec<&gst::Element> = branch.iter().collect();
+            pipeline.add_many(&refs)?;
+            gst::Element::link_many(&refs).context("linking an encoder branch")?;
+            tee.link(&branch[0]).context("linking the tee")?;
+        }
         Ok(Self { pipeline, appsrc, wall_offset_ns: None, last_pts: None, events: None })
     }
 
@@ -240,10 +216,63 @@ impl Drop for VideoPipeline {
     }
 }
 
+/// queue → [scale to the rung's size] → x264 → h264parse → cmafmux → appsink, for one rendition.
+fn encode_branch(
+    v: &VideoSpec,
+    scaled: bool,
+    timing: &HlsTiming,
+    rendition: usize,
+    out: mpsc::UnboundedSender<MuxOutput>,
+) -> Result<Vec<gst::Element>> {
+    let queue = gst::ElementFactory::make("queue")
+        .property("max-size-buffers", 0u32)
+        .property("max-size-bytes", 0u32)
+        .property("max-size-time", gst::ClockTime::from_seconds(1))
+        .build()?;
+    let mut chain = vec![queue];
+    if scaled {
+        chain.push(make("videoscale")?);
+        chain.push(
+            gst::ElementFactory::make("capsfilter")
+                .property(
+                    "caps",
+                    gst::Caps::builder("video/x-raw")
+                        .field("width", v.width as i32)
+                        .field("height", v.height as i32)
+                        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                        .build(),
+                )
+                .build()?,
+        );
+    }
+    let (enc, enc_caps) = encoder::x264(v)?;
+    let mux = gst::ElementFactory::make("cmafmux")
+        .property("fragment-duration", gst::ClockTime::from_nseconds(timing.fragment_ns()))
+        .property("chunk-duration", gst::ClockTime::from_nseconds(timing.part_ns()))
+        .build()
+        .context("creating cmafmux")?;
+    let sink = gst_app::AppSink::builder().sync(false).buffer_list(true).build();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                for item in split_sample(&sample, rendition) {
+                    if out.send(item).is_err() {
+                        return Err(gst::FlowError::Flushing);
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    chain.extend([enc, enc_caps, make("h264parse")?, mux, sink.upcast()]);
+    Ok(chain)
+}
+
 /// Splits one cmafmux output (a buffer list) into the init segment and the chunk.
 /// cmafmux marks the init segment DISCONT|HEADER, each fragment/chunk header HEADER
 /// (plus DELTA_UNIT when it is a chunk inside a fragment), and media buffers DELTA_UNIT.
-fn split_sample(sample: &gst::Sample) -> Vec<MuxOutput> {
+fn split_sample(sample: &gst::Sample, rendition: usize) -> Vec<MuxOutput> {
     let mut out = Vec::new();
     let buffers: Vec<gst::Buffer> = match (sample.buffer_list(), sample.buffer()) {
         (Some(list), _) => list.iter_owned().collect(),
@@ -265,7 +294,7 @@ fn split_sample(sample: &gst::Sample) -> Vec<MuxOutput> {
         let flags = buf.flags();
         let Ok(map) = buf.map_readable() else { continue };
         if flags.contains(gst::BufferFlags::HEADER) && flags.contains(gst::BufferFlags::DISCONT) {
-            out.push(MuxOutput::Init(Bytes::copy_from_slice(&map)));
+            out.push(MuxOutput::Init(rendition, Bytes::copy_from_slice(&map)));
         } else if flags.contains(gst::BufferFlags::HEADER) {
             if let Some((meta, data)) = chunk.take() {
                 out.push(MuxOutput::Chunk(meta, data.into()));
@@ -275,6 +304,7 @@ fn split_sample(sample: &gst::Sample) -> Vec<MuxOutput> {
                 duration_ns: buf.duration().map(|t| t.nseconds()).unwrap_or(0),
                 fragment_start: !flags.contains(gst::BufferFlags::DELTA_UNIT),
                 wallclock_ms: 0,
+                rendition,
             };
             chunk = Some((meta, map.to_vec()));
         } else if let Some((_, data)) = chunk.as_mut() {

@@ -23,7 +23,10 @@ const MAX_FRAME: u32 = 64 << 20;
 enum Header {
     BrowserStarted { pid: i32 },
     Active,
-    Init,
+    Init {
+        #[serde(default)]
+        rendition: usize,
+    },
     Chunk { meta: ChunkMeta },
     Ended { error: Option<String> },
 }
@@ -40,7 +43,7 @@ pub async fn write_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &FromWorker) -> Re
     let (header, body) = match msg {
         FromWorker::Event(WorkerEvent::BrowserStarted { pid }) => (Header::BrowserStarted { pid: *pid }, None),
         FromWorker::Event(WorkerEvent::Active) => (Header::Active, None),
-        FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(b))) => (Header::Init, Some(b)),
+        FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(r, b))) => (Header::Init { rendition: *r }, Some(b)),
         FromWorker::Event(WorkerEvent::Media(MuxOutput::Chunk(meta, b))) => (Header::Chunk { meta: *meta }, Some(b)),
         FromWorker::Ended(error) => (Header::Ended { error: error.clone() }, None),
     };
@@ -77,7 +80,7 @@ pub async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<FromWork
     Ok(Some(match header {
         Header::BrowserStarted { pid } => FromWorker::Event(WorkerEvent::BrowserStarted { pid }),
         Header::Active => FromWorker::Event(WorkerEvent::Active),
-        Header::Init => FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(body.into()))),
+        Header::Init { rendition } => FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(rendition, body.into()))),
         Header::Chunk { meta } => FromWorker::Event(WorkerEvent::Media(MuxOutput::Chunk(meta, body.into()))),
         Header::Ended { error } => FromWorker::Ended(error),
     }))
@@ -147,9 +150,9 @@ mod tests {
         let msgs = vec![
             FromWorker::Event(WorkerEvent::BrowserStarted { pid: 42 }),
             FromWorker::Event(WorkerEvent::Active),
-            FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(Bytes::from_static(b"init")))),
+            FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(1, Bytes::from_static(b"init")))),
             FromWorker::Event(WorkerEvent::Media(MuxOutput::Chunk(
-                ChunkMeta { pts_ns: 1, duration_ns: 2, fragment_start: true, wallclock_ms: 3 },
+                ChunkMeta { pts_ns: 1, duration_ns: 2, fragment_start: true, wallclock_ms: 3, rendition: 2 },
                 Bytes::from_static(b"chunk"),
             ))),
             FromWorker::Ended(Some("boom".into())),

@@ -78,7 +78,7 @@ async fn capture(
     info!(url = %spec.url, "page loaded");
 
     let (mux_tx, mut mux_rx) = mpsc::unbounded_channel();
-    let mut pipe = VideoPipeline::build(v, hls.segment_duration, hls.part_duration_ms, mux_tx)?;
+    let mut pipe = VideoPipeline::build(v, hls, mux_tx)?;
     pipe.start().await?;
     let mut pipe_events = pipe.take_events();
     let wall_offset = pipe.wall_offset_ns();

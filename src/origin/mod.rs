@@ -1,27 +1,35 @@
-//! The HTTP origin: HLS playlists and segments from the output folder, the player page,
-//! and the templates/demo pages Chromium loads.
+//! The HTTP origin: LL-HLS for live egresses (from memory, see [`llhls`]), segments and the
+//! playlists of ended egresses from the output folder, the player page, and the
+//! templates/demo pages Chromium loads.
+
+pub mod llhls;
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
 
-const PLAYER_HTML: &str = include_str!("../web/player.html");
-const HLS_JS: &[u8] = include_bytes!("../web/vendor/hls.min.js");
+use crate::output::hls::stream::Registry;
+
+const PLAYER_HTML: &str = include_str!("../../web/player.html");
+const HLS_JS: &[u8] = include_bytes!("../../web/vendor/hls.min.js");
 
 #[derive(Clone)]
 pub struct OriginState {
     pub output_dir: PathBuf,
+    pub streams: Arc<Registry>,
 }
 
 pub fn router(state: OriginState, templates_dir: &Path) -> Router {
     Router::new()
         .route("/hls/{egress_id}/{*file}", get(hls_file))
+        .route("/play/{egress_id}", get(|| async { Html(PLAYER_HTML) }))
         .route("/play/{egress_id}/{*playlist}", get(|| async { Html(PLAYER_HTML) }))
         .route("/static/hls.min.js", get(hls_js))
         .route("/healthz", get(|| async { "ok" }))
@@ -51,18 +59,32 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-async fn hls_file(State(st): State<OriginState>, UrlPath((egress_id, file)): UrlPath<(String, String)>) -> Response {
+async fn hls_file(
+    State(st): State<OriginState>,
+    UrlPath((egress_id, file)): UrlPath<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let Some(path) = safe_join(&st.output_dir, &egress_id, &file) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if let Some(stream) = st.streams.get(&egress_id) {
+        if let Some(r) = llhls::serve(stream, &file, query.as_deref(), &headers).await {
+            return r;
+        }
+    }
     match tokio::fs::read(&path).await {
         Ok(data) => {
             let ct = content_type(&path);
-            // Playlists change; segments and the init segment never do once written.
-            let cache = if ct == "application/vnd.apple.mpegurl" { "no-cache" } else { "public, max-age=31536000, immutable" };
+            if ct == llhls::PLAYLIST_TYPE {
+                // A stream no longer in memory: its playlists are final.
+                let gz = llhls::accepts_gzip(&headers);
+                let body = if gz { llhls::gzip(&data) } else { data.into() };
+                return llhls::playlist_response(body, gz, "public, max-age=60");
+            }
             let mut r = data.into_response();
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(llhls::IMMUTABLE));
             r
         }
         Err(_) => StatusCode::NOT_FOUND.into_response(),

@@ -1,0 +1,327 @@
+//! LL-HLS output. The writer takes the pipeline's CMAF init segments and chunks (one LL-HLS
+//! part each) and publishes them into the egress's shared [`stream::Stream`]: parts stay in
+//! memory near the live edge, where the origin serves them; each completed segment (the
+//! concatenation of its parts, so parent and parts hold the same samples) goes to disk with
+//! a copy of the playlists, so the recording outlives the process.
+//!
+//! Files are written under a temporary name and renamed: nothing partial is ever served.
+
+pub mod playlist;
+pub mod stream;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use tracing::warn;
+
+use crate::job::spec::MULTIVARIANT_NAME;
+use crate::media::{ChunkMeta, MuxOutput};
+use playlist::MediaOpts;
+use stream::{Part, Segment, Stream, FIRST_MSN};
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct HlsStats {
+    pub segment_count: u64,
+    pub bytes: u64,
+    pub duration_ns: u64,
+}
+
+pub struct HlsWriter {
+    stream: Arc<Stream>,
+    finished: bool,
+    /// Of the main rendition (what EgressInfo reports).
+    stats: HlsStats,
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(data).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+fn epoch_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+impl HlsWriter {
+    pub fn new(stream: Arc<Stream>) -> Result<Self> {
+        std::fs::create_dir_all(&stream.dir).with_context(|| format!("creating {}", stream.dir.display()))?;
+        Ok(Self { stream, finished: false, stats: HlsStats::default() })
+    }
+
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    pub fn stats(&self) -> HlsStats {
+        self.stats
+    }
+
+    pub fn push(&mut self, item: MuxOutput) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        match item {
+            MuxOutput::Init(r, data) => self.init(r, data),
+            MuxOutput::Chunk(meta, data) => self.chunk(meta, data),
+        }
+    }
+
+    fn init(&mut self, r: usize, data: Bytes) -> Result<()> {
+        let path = {
+            let st = self.stream.read();
+            match st.renditions.get(r) {
+                Some(rend) if rend.init.is_none() => rend.init_path(),
+                _ => return Ok(()),
+            }
+        };
+        write_atomic(&self.stream.dir.join(path), &data)?;
+        let codec = playlist::codec_string(&data);
+        if codec.is_none() {
+            warn!(rendition = r, "no avcC in the init segment: the multivariant playlist will lack CODECS");
+        }
+        self.stream.update(|st| {
+            st.renditions[r].codec = Some(codec.unwrap_or_else(|| "avc1".into()));
+            st.renditions[r].init = Some(data);
+        });
+        let master = {
+            let st = self.stream.read();
+            playlist::render_multivariant(&st, &self.stream.params, MULTIVARIANT_NAME, true)
+        };
+        if let Some(text) = master {
+            write_atomic(&self.stream.dir.join(MULTIVARIANT_NAME), text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn chunk(&mut self, meta: ChunkMeta, data: Bytes) -> Result<()> {
+        let r = meta.rendition;
+        let open = {
+            let st = self.stream.read();
+            let Some(rend) = st.renditions.get(r) else { return Ok(()) };
+            rend.open().map(|s| s.msn)
+        };
+        if meta.fragment_start || open.is_none() {
+            self.close_segment(r)?;
+        }
+        let part = Part {
+            duration: meta.duration_ns as f64 / 1e9,
+            // Each CMAF fragment, hence each segment, starts with an IDR.
+            independent: meta.fragment_start,
+            data,
+            published_us: epoch_us(),
+        };
+        let params = self.stream.params;
+        if part.duration > params.part_target + 1e-6 {
+            warn!(rendition = r, duration = part.duration, target = params.part_target, "part longer than PART-TARGET");
+        }
+        self.stream.update(|st| {
+            let rend = &mut st.renditions[r];
+            if rend.open().is_none() {
+                let msn = rend.segments.last().map(|s| s.msn + 1).unwrap_or(FIRST_MSN);
+                rend.segments.push(Segment {
+                    msn,
+                    duration: 0.0,
+                    pdt_ms: meta.wallclock_ms,
+                    complete: false,
+                    bytes: 0,
+                    parts: vec![],
+                });
+            }
+            if let Some(seg) = rend.segments.last_mut() {
+                seg.duration += part.duration;
+                seg.bytes += part.data.len() as u64;
+                seg.parts.push(part);
+            }
+        });
+        Ok(())
+    }
+
+    /// Writes the open segment of rendition `r` to disk, then marks it complete.
+    fn close_segment(&mut self, r: usize) -> Result<()> {
+        let (path, data, msn, duration) = {
+            let st = self.stream.read();
+            let Some(seg) = st.renditions[r].open() else { return Ok(()) };
+            let mut data = Vec::with_capacity(seg.bytes as usize);
+            for p in &seg.parts {
+                data.extend_from_slice(&p.data);
+            }
+            (st.renditions[r].segment_path(seg.msn), data, seg.msn, seg.duration)
+        };
+        // On disk before it is in a playlist: a listed segment is fetchable at once.
+        write_atomic(&self.stream.dir.join(path), &data)?;
+        let params = self.stream.params;
+        if duration > params.td() + 0.5 {
+            warn!(rendition = r, msn, duration, "segment longer than the target duration");
+        }
+        // Keep part bytes while players may still ask for them: listed near the edge, then
+        // fetchable for as long again after they leave the playlist.
+        let keep = ((2.0 * params.part_window()) / params.segment_secs).ceil() as usize + 1;
+        self.stream.update(|st| {
+            let rend = &mut st.renditions[r];
+            if let Some(seg) = rend.segments.last_mut() {
+                seg.complete = true;
+            }
+            let n = rend.segments.len();
+            for old in rend.segments.iter_mut().take(n.saturating_sub(keep)).rev() {
+                if old.parts.is_empty() {
+                    break;
+                }
+                old.parts = vec![];
+            }
+        });
+        if r == 0 {
+            self.stats.segment_count += 1;
+            self.stats.bytes += data.len() as u64;
+            self.stats.duration_ns += (duration * 1e9).round() as u64;
+        }
+        self.write_disk_playlists(r)
+    }
+
+    /// The copies on disk: no parts or LL tags (those only make sense from the live origin).
+    fn write_disk_playlists(&self, r: usize) -> Result<()> {
+        let (full, live, full_path, live_path) = {
+            let st = self.stream.read();
+            let p = &self.stream.params;
+            let opts = |live| MediaOpts { live, skip: false, low_latency: false };
+            let rend = &st.renditions[r];
+            (
+                playlist::render_media(&st, p, r, opts(false)),
+                playlist::render_media(&st, p, r, opts(true)),
+                rend.playlist_path(false),
+                rend.playlist_path(true),
+            )
+        };
+        write_atomic(&self.stream.dir.join(full_path), full.as_bytes())?;
+        write_atomic(&self.stream.dir.join(live_path), live.as_bytes())
+    }
+
+    /// Closes every open segment and ends the playlists with EXT-X-ENDLIST. Idempotent.
+    pub fn finish(&mut self) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        let n = self.stream.read().renditions.len();
+        let mut result = Ok(());
+        for r in 0..n {
+            if let Err(e) = self.close_segment(r) {
+                result = Err(e);
+            }
+        }
+        self.stream.update(|st| st.finished = true);
+        for r in 0..n {
+            if let Err(e) = self.write_disk_playlists(r) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::job::spec::JobSpec;
+    use livekit_protocol as proto;
+
+    pub fn stream_in(dir: &Path) -> Arc<Stream> {
+        let req = proto::WebEgressRequest {
+            url: "http://127.0.0.1/".into(),
+            segment_outputs: vec![proto::SegmentedFileOutput {
+                live_playlist_name: "live/live.m3u8".into(),
+                filename_prefix: "seg".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let spec = JobSpec::from_web_request("EG_t", &req, &Config::default()).unwrap();
+        let mut hls = spec.hls.unwrap();
+        hls.live_window = 3;
+        Stream::new("EG_t", dir.to_path_buf(), &spec.video, &hls)
+    }
+
+    fn chunk(i: u64) -> MuxOutput {
+        MuxOutput::Chunk(
+            ChunkMeta {
+                pts_ns: i * 200_000_000,
+                duration_ns: 200_000_000,
+                fragment_start: i % 10 == 0,
+                wallclock_ms: 1_700_000_000_000 + i * 200,
+                rendition: 0,
+            },
+            Bytes::from_static(b"moofmdat"),
+        )
+    }
+
+    fn live(w: &HlsWriter, skip: bool) -> String {
+        let st = w.stream().read();
+        playlist::render_media(&st, &w.stream().params, 0, MediaOpts { live: true, skip, low_latency: true })
+    }
+
+    #[test]
+    fn parts_segments_and_playlists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = HlsWriter::new(stream_in(dir.path())).unwrap();
+        w.push(MuxOutput::Init(0, Bytes::from_static(b"ftypmoov"))).unwrap();
+        for i in 0..53u64 {
+            w.push(chunk(i)).unwrap();
+        }
+        let p = live(&w, false);
+        // 5 complete segments, 3 in the window, and 3 parts of the sixth.
+        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{p}");
+        assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.200\n"), "{p}");
+        assert!(p.contains("CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,HOLD-BACK=6.0,PART-HOLD-BACK=0.6\n"), "{p}");
+        assert!(p.contains("#EXT-X-MAP:URI=\"../init.mp4\""), "{p}");
+        assert!(p.contains("#EXT-X-PART:DURATION=0.2,URI=\"../seg_00006.0.m4s\",INDEPENDENT=YES\n"), "{p}");
+        assert!(p.contains("#EXT-X-PART:DURATION=0.2,URI=\"../seg_00006.2.m4s\"\n"), "{p}");
+        assert!(p.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"../seg_00006.3.m4s\"\n"), "{p}");
+        // Parts only for segments starting within 3 × TD of the edge (the 5th, 4th, and the open one).
+        assert!(!p.contains("seg_00003.0.m4s") && p.contains("seg_00004.9.m4s"), "{p}");
+        assert_eq!(std::fs::read(dir.path().join("seg_00005.m4s")).unwrap().len(), 80);
+        // On disk: no LL tags.
+        let disk = std::fs::read_to_string(dir.path().join("live/live.m3u8")).unwrap();
+        assert!(!disk.contains("EXT-X-PART") && !disk.contains("PRELOAD"), "{disk}");
+        // The hint moves to the next segment once the open one has its full length.
+        for i in 53..60u64 {
+            w.push(chunk(i)).unwrap();
+        }
+        assert!(live(&w, false).contains("PRELOAD-HINT:TYPE=PART,URI=\"../seg_00007.0.m4s\""));
+        w.finish().unwrap();
+        let full = std::fs::read_to_string(dir.path().join("playlist.m3u8")).unwrap();
+        assert_eq!(full.matches("#EXTINF:2.0,").count(), 6, "{full}");
+        assert!(full.contains("#EXT-X-MEDIA-SEQUENCE:1\n") && full.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(full.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z"), "{full}");
+        assert!(!live(&w, false).contains("PRELOAD-HINT"));
+        assert_eq!(w.stats().segment_count, 6);
+        assert_eq!(w.stats().duration_ns, 12_000_000_000);
+    }
+
+    #[test]
+    fn delta_update_skips_beyond_the_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = HlsWriter::new(stream_in(dir.path())).unwrap();
+        for i in 0..205u64 {
+            w.push(chunk(i)).unwrap();
+        }
+        let st = w.stream().read();
+        let full = playlist::render_media(&st, &w.stream().params, 0, MediaOpts { live: false, skip: false, low_latency: true });
+        let delta = playlist::render_media(&st, &w.stream().params, 0, MediaOpts { live: false, skip: true, low_latency: true });
+        // 20 complete segments of 2 s: the last 6 (12 s) stay, 14 are skipped.
+        assert!(delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=14\n") && delta.contains("#EXT-X-VERSION:9"), "{delta}");
+        assert_eq!(delta.matches("#EXTINF").count(), 6);
+        assert!(delta.contains("#EXT-X-MEDIA-SEQUENCE:1\n"));
+        assert_eq!(full.matches("#EXTINF").count(), 20);
+        // The tails agree.
+        let tail = |p: &str| p.split_once("seg_00015.m4s").unwrap().1.to_string();
+        assert_eq!(tail(&full), tail(&delta));
+    }
+}
