@@ -35,7 +35,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# Node clients used by the tests (LiveKit's server SDK), pinned by the lock file.
-if [ ! -d tests/node/node_modules/livekit-server-sdk ]; then
+# Node clients used by the tests (LiveKit's server SDK, playwright-core driving Debian's
+# Chromium as a player), pinned by the lock file.
+if [ ! -d tests/node/node_modules/livekit-server-sdk ] || [ ! -d tests/node/node_modules/playwright-core ]; then
   npm ci --prefix tests/node --no-audit --no-fund
 fi

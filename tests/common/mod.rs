@@ -35,14 +35,21 @@ pub struct Server {
 
 impl Server {
     pub async fn start() -> Server {
+        Self::start_with_config("{}\n").await
+    }
+
+    /// A server with this YAML as its config file (on top of the harness's environment).
+    pub async fn start_with_config(yaml: &str) -> Server {
         let tmp = tempfile::Builder::new().prefix("roomcast-test-").tempdir().unwrap();
+        let config = tmp.path().join("roomcast.yaml");
+        std::fs::write(&config, yaml).unwrap();
         let out = tmp.path().join("out");
         let port = free_port();
         // The server's log goes to a file, shown when a test fails.
         let log = std::fs::File::create(tmp.path().join("serve.log")).unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .args(["--config", &config.display().to_string(), "serve", "--bind", &format!("127.0.0.1:{port}")])
             .env("LIVEKIT_API_KEY", KEY)
             .env("LIVEKIT_API_SECRET", SECRET)
             .env("ROOMCAST_OUTPUT_DIR", &out)
@@ -134,6 +141,10 @@ impl Server {
             assert!(Instant::now() < deadline, "egress {id} has {count} < {n} segments: {info}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub async fn get_text(&self, url: &str) -> (u16, String) {
