@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Per-egress cost of roomcast web egress: CPU cores and PSS of every process of the egress
-(worker + Chromium tree), delivered fps, and start latency (API call to ACTIVE and to the first
-segment in the live playlist). Runs the real binary on loopback; prints a Markdown table.
+(worker + Chromium tree), delivered fps, and start latency (API call to ACTIVE, to the first
+LL-HLS part and to the first segment in the live playlist). Runs the real binary on loopback; prints a Markdown table.
 
 Usage: benches/egress_cost.py BINARY [--seconds 20] [--warmup 5]
 """
-import json, os, socket, subprocess, sys, tempfile, time, urllib.request, statistics, argparse, signal
+import json, os, socket, subprocess, sys, tempfile, threading, time, urllib.request, statistics, argparse, signal
 
 ANCHOR_CORES, ANCHOR_MB = 1.8, 1600
 CLK = os.sysconf("SC_CLK_TCK")
@@ -73,12 +73,23 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720):
             except OSError:
                 time.sleep(0.1)
         token = subprocess.check_output([binary, "token"], env=env).decode().strip()
-        ids, t_active, t_first = [], [], []
+        ids, t_active, t_first, t_part = [], [], [], []
         for _ in range(n):
             t0 = time.monotonic()
             info = twirp(url, "StartWebEgress", {"url": f"{url}/templates/demo/{page}", "segment_outputs": [{}],
                                                  "advanced": {"width": width, "height": height, "framerate": 30}}, token)
             eid = info["egressId"]; ids.append(eid)
+            # The origin holds a playlist request until the stream's first part exists: its
+            # answer is the moment the first LL-HLS part became playable.
+            part_at = []
+            def first_part(eid=eid, t0=t0, part_at=part_at):
+                while time.monotonic() - t0 < 30:
+                    try:
+                        urllib.request.urlopen(f"{url}/hls/{eid}/live.m3u8", timeout=10).read()
+                        part_at.append(time.monotonic() - t0); return
+                    except OSError:
+                        time.sleep(0.02)
+            waiter = threading.Thread(target=first_part); waiter.start()
             active = first = None
             while first is None and time.monotonic() - t0 < 30:
                 i = twirp(url, "ListEgress", {"egress_id": eid}, token)["items"][0]
@@ -89,7 +100,8 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720):
                 if int(i["segmentResults"][0].get("segmentCount", "0")) >= 1:
                     first = time.monotonic() - t0
                 time.sleep(0.02)
-            t_active.append(active); t_first.append(first)
+            waiter.join()
+            t_active.append(active); t_first.append(first); t_part.append(part_at[0] if part_at else float("nan"))
         time.sleep(warmup)
         needle = f"TMPDIR={tmp}"
         pids = procs_with_env(needle, {server.pid})
@@ -117,7 +129,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720):
                                                      "-show_entries", "stream=nb_read_frames:format=duration", "-of", "json", pl]))
             fps.append(int(pr["streams"][0]["nb_read_frames"]) / float(pr["format"]["duration"]))
         return dict(cores=cores, pss=pss, fps=statistics.median(fps), active=statistics.median(t_active),
-                    first=statistics.median(t_first))
+                    first=statistics.median(t_first), part=statistics.median(t_part))
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -134,11 +146,11 @@ def main():
     a = ap.parse_args()
     rows = [("animated 4-tile page, 1 egress", "animated.html", 1), ("static page, 1 egress", "static.html", 1),
             ("animated 4-tile page, 2 concurrent", "animated.html", 2)]
-    print("| scenario (1280×720/30, CDP screencast, x264 veryfast) | CPU cores / egress | PSS MB / egress | delivered fps | start → ACTIVE s | start → first segment s | cores vs anchor | PSS vs anchor |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| scenario (1280×720/30, CDP screencast, x264 veryfast) | CPU cores / egress | PSS MB / egress | delivered fps | start → ACTIVE s | start → first part s | start → first segment s | cores vs anchor | PSS vs anchor |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, page, n in rows:
         r = scenario(a.binary, page, n, a.seconds, a.warmup)
-        print(f"| {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['fps']:.1f} | {r['active']:.2f} | {r['first']:.2f} | "
+        print(f"| {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['fps']:.1f} | {r['active']:.2f} | {r['part']:.2f} | {r['first']:.2f} | "
               f"{r['cores'] / ANCHOR_CORES:.2f}× | {r['pss'] / ANCHOR_MB:.2f}× |", flush=True)
 
 

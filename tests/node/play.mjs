@@ -34,8 +34,10 @@
 //   "page_open_epoch_ms": int,    // Date.now() when the page was navigated to
 //   "first_frame_epoch_ms": int,  // wall-clock time the first frame was expected on glass
 //   "started_ms": int|null,       // page open -> first frame on glass
-//   "stalls": int,                // 'waiting' events after playback start during which currentTime
-//                                 //  did not advance for more than 100 ms
+//   "stalls": int,                // 'waiting' events after playback start that lasted more than
+//                                 //  100 ms: from the event's timeStamp to the presentationTime of
+//                                 //  the next new frame (compositor clock, so a busy main thread
+//                                 //  does not lengthen them); one still open at the end counts whole
 //   "stall_ms": int,              // total duration of those stalls
 //   "freezes": int, "freeze_ms": int, // periods of > 250 ms in which currentTime did not advance
 //                                 //  although not paused, whether or not 'waiting' fired
@@ -194,6 +196,12 @@ function probe(opts, decodeClock) {
     P.presented = md.presentedFrames - P.obsPresented0;
     if (P.lastGlass !== null) P.maxGap = Math.max(P.maxGap, glass - P.lastGlass);
     P.lastGlass = glass;
+    // A stall ends with the first new frame after it.
+    if (stall && md.mediaTime > stall.ct) {
+      const d = md.presentationTime - stall.from;
+      if (d > 100) P.stalls.push(d);
+      stall = null;
+    }
     if (!opts.clock) return;
     const w = video.videoWidth, h = video.videoHeight;
     if (!w || !h) return;
@@ -233,11 +241,6 @@ function probe(opts, decodeClock) {
         lastCt = v.currentTime; freezeFrom = now;
       }
       return;
-    }
-    if (stall && v.currentTime > stall.ct) {
-      const d = now - stall.from;
-      if (d > 100) P.stalls.push(d);
-      stall = null;
     }
     if (v.currentTime !== lastCt || v.paused) {
       if (freezeFrom !== null && now - freezeFrom > 250 && !v.paused) P.freezes.push(now - freezeFrom);
@@ -288,8 +291,8 @@ function probe(opts, decodeClock) {
   document.addEventListener('DOMContentLoaded', () => {
     const video = P.video = document.getElementById('video') || document.querySelector('video');
     if (!video) { P.pageErrors.push('no <video> in the page'); return; }
-    video.addEventListener('waiting', () => {
-      if (P.observing && !stall) stall = { from: performance.now(), ct: video.currentTime };
+    video.addEventListener('waiting', (e) => {
+      if (P.observing && !stall) stall = { from: e.timeStamp, ct: video.currentTime };
     });
     video.addEventListener('error', () => {
       const e = video.error;
