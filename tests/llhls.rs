@@ -430,8 +430,13 @@ async fn ll_hls_checklist() {
     assert_eq!(first.header("cache-control"), "public, max-age=1", "C3: non-blocking playlist: TD/2");
     assert_eq!(first.header("access-control-allow-origin"), "*", "C6");
 
-    // Follow the stream part by part with blocking reloads for ~16 s, checking each answer.
+    // The first segment is one part, listed with it: a player that needs a whole segment to
+    // start (hls.js) has one in the very first answer.
     let mut prev = parse(&first.text());
+    let head = prev.segments.first().expect("a segment in the first answer");
+    assert_eq!((head.msn, head.duration, head.parts.len()), (1, Some(0.2), 1), "{}", first.text());
+
+    // Follow the stream part by part with blocking reloads for ~16 s, checking each answer.
     assert!(check_media_playlist(&prev, true, &first.text()).is_empty(), "{:?}", check_media_playlist(&prev, true, &first.text()));
     let mut seen_hints: Vec<(String, u64, usize)> = vec![];
     let mut part_arrivals = vec![];
@@ -703,6 +708,8 @@ async fn hls_js_plays_the_live_stream_in_low_latency_mode() {
     // The picture never stood still (frame gaps on the compositor's clock).
     assert!(r["max_frame_gap_ms"].as_f64().unwrap() < 500.0, "{summary}");
     assert_eq!(r["fatal"], false, "{summary}");
+    // It started on the first answer: no "playlist without segments" retry.
+    assert!(!r["hls_errors"].as_array().unwrap().iter().any(|e| e == "levelEmptyError"), "{summary}");
     assert_eq!((r["video_width"].as_i64(), r["video_height"].as_i64()), (Some(1280), Some(720)), "{summary}");
     // Low-latency mode in effect: hls.js loaded parts and aims at PART-HOLD-BACK (0.6 s),
     // not at the 3 × TD (6 s) a plain live player holds back.

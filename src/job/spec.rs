@@ -56,6 +56,10 @@ pub const MULTIVARIANT_NAME: &str = "master.m3u8";
 /// The frame-exact timing grid of an HLS output: parts are a whole number of frames, segments
 /// a whole number of GOPs, so every part and segment duration is known before it is made and
 /// PART-TARGET / TARGETDURATION never change during a stream.
+///
+/// The first segment is a single part (the muxer is told to split there and requests a
+/// keyframe for it): players that need a whole segment before they start, as hls.js does, can
+/// then start one part after the first frame instead of one segment after it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HlsTiming {
     pub fps: u32,
@@ -89,6 +93,11 @@ impl HlsTiming {
 
     pub fn segment_secs(&self) -> f64 {
         self.segment_frames as f64 / self.fps as f64
+    }
+
+    /// The first segment's length: one part.
+    pub fn first_segment_secs(&self) -> f64 {
+        self.part_frames as f64 / self.fps as f64
     }
 
     /// PART-TARGET in seconds, rounded up to the millisecond.

@@ -265,8 +265,33 @@ fn encode_branch(
             })
             .build(),
     );
-    chain.extend([enc, enc_caps, make("h264parse")?, mux, sink.upcast()]);
+    let parse = make("h264parse")?;
+    split_after_first_part(&parse, &mux, timing.part_ns())?;
+    chain.extend([enc, enc_caps, parse, mux, sink.upcast()]);
     Ok(chain)
+}
+
+/// Makes the first fragment (hence the first segment) a single part: on the first buffer
+/// into the muxer, asks it to split one part later. cmafmux then requests a keyframe there
+/// from the encoder, and schedules every later fragment a whole segment after the previous
+/// one, on the encoder's GOP cadence. See [`HlsTiming`] for why.
+fn split_after_first_part(upstream: &gst::Element, mux: &gst::Element, part_ns: u64) -> Result<()> {
+    let pad = upstream.static_pad("src").context("h264parse has no src pad")?;
+    let mux = mux.downgrade();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
+        let segment = pad.sticky_event::<gst::event::Segment>(0);
+        let running = match (buf.pts(), segment.as_ref().and_then(|s| s.segment().downcast_ref::<gst::ClockTime>().cloned())) {
+            (Some(pts), Some(seg)) => seg.to_running_time(pts),
+            (pts, _) => pts,
+        };
+        if let (Some(rt), Some(mux)) = (running, mux.upgrade()) {
+            mux.emit_by_name::<()>("split-at-running-time", &[&(rt + gst::ClockTime::from_nseconds(part_ns))]);
+            debug!(first_running_time = %rt, "first segment: one part");
+        }
+        gst::PadProbeReturn::Remove
+    });
+    Ok(())
 }
 
 /// Splits one cmafmux output (a buffer list) into the init segment and the chunk.

@@ -20,7 +20,7 @@ use tracing::warn;
 use crate::job::spec::MULTIVARIANT_NAME;
 use crate::media::{ChunkMeta, MuxOutput};
 use playlist::MediaOpts;
-use stream::{Part, Segment, Stream, FIRST_MSN};
+use stream::{Part, Rendition, Segment, Stream, FIRST_MSN};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct HlsStats {
@@ -44,6 +44,18 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(data).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// Appends a part to segment `msn` of a rendition, opening that segment if it is new.
+fn push_part(rend: &mut Rendition, msn: u64, wallclock_ms: u64, part: Part) {
+    if rend.segments.last().is_none_or(|s| s.msn != msn) {
+        rend.segments.push(Segment { msn, duration: 0.0, pdt_ms: wallclock_ms, complete: false, bytes: 0, parts: vec![] });
+    }
+    if let Some(seg) = rend.segments.last_mut() {
+        seg.duration += part.duration;
+        seg.bytes += part.data.len() as u64;
+        seg.parts.push(part);
+    }
 }
 
 fn epoch_us() -> u64 {
@@ -103,13 +115,11 @@ impl HlsWriter {
 
     fn chunk(&mut self, meta: ChunkMeta, data: Bytes) -> Result<()> {
         let r = meta.rendition;
-        let open = {
-            let st = self.stream.read();
-            let Some(rend) = st.renditions.get(r) else { return Ok(()) };
-            rend.open().map(|s| s.msn)
-        };
-        if meta.fragment_start || open.is_none() {
-            self.close_segment(r)?;
+        if r >= self.stream.read().renditions.len() {
+            return Ok(());
+        }
+        if meta.fragment_start {
+            self.close_segment(r, None)?;
         }
         let part = Part {
             duration: meta.duration_ns as f64 / 1e9,
@@ -122,38 +132,60 @@ impl HlsWriter {
         if part.duration > params.part_target + 1e-6 {
             warn!(rendition = r, duration = part.duration, target = params.part_target, "part longer than PART-TARGET");
         }
-        self.stream.update(|st| {
-            let rend = &mut st.renditions[r];
-            if rend.open().is_none() {
-                let msn = rend.segments.last().map(|s| s.msn + 1).unwrap_or(FIRST_MSN);
-                rend.segments.push(Segment {
-                    msn,
-                    duration: 0.0,
-                    pdt_ms: meta.wallclock_ms,
-                    complete: false,
-                    bytes: 0,
-                    parts: vec![],
-                });
+        let (msn, so_far, reopen) = {
+            let st = self.stream.read();
+            match st.renditions[r].segments.last() {
+                Some(s) if !s.complete => (s.msn, s.duration, false),
+                // A segment closed at its expected length, but the muxer went on without a
+                // keyframe: the grid was wrong. Keep the media in that segment rather than
+                // start one on a part that cannot be decoded alone.
+                Some(s) if !meta.fragment_start => (s.msn, s.duration, true),
+                Some(s) => (s.msn + 1, 0.0, false),
+                None => (FIRST_MSN, 0.0, false),
             }
-            if let Some(seg) = rend.segments.last_mut() {
-                seg.duration += part.duration;
-                seg.bytes += part.data.len() as u64;
-                seg.parts.push(part);
-            }
-        });
+        };
+        if reopen {
+            warn!(rendition = r, msn, "segment went on past its expected length without a keyframe; reopened it");
+            self.stream.update(|st| {
+                if let Some(s) = st.renditions[r].segments.last_mut() {
+                    s.complete = false;
+                    if r == 0 {
+                        self.stats.segment_count = self.stats.segment_count.saturating_sub(1);
+                        self.stats.bytes = self.stats.bytes.saturating_sub(s.bytes);
+                        self.stats.duration_ns = self.stats.duration_ns.saturating_sub((s.duration * 1e9).round() as u64);
+                    }
+                }
+            });
+        }
+        // A part that brings its segment to exactly its length completes it: the segment is
+        // published with the part, in one update, so players see it listed with its last part.
+        // A reopened (longer) segment waits for the next keyframe.
+        let completes = !reopen && (so_far + part.duration - params.segment_len(msn)).abs() < params.frame_secs / 2.0;
+        if completes {
+            return self.close_segment(r, Some((msn, meta.wallclock_ms, part)));
+        }
+        self.stream.update(|st| push_part(&mut st.renditions[r], msn, meta.wallclock_ms, part));
         Ok(())
     }
 
-    /// Writes the open segment of rendition `r` to disk, then marks it complete.
-    fn close_segment(&mut self, r: usize) -> Result<()> {
+    /// Completes the open segment of rendition `r` (or, with `last`, the segment that part
+    /// completes): its file goes to disk first, then it is marked complete in the state.
+    fn close_segment(&mut self, r: usize, last: Option<(u64, u64, Part)>) -> Result<()> {
         let (path, data, msn, duration) = {
             let st = self.stream.read();
-            let Some(seg) = st.renditions[r].open() else { return Ok(()) };
-            let mut data = Vec::with_capacity(seg.bytes as usize);
-            for p in &seg.parts {
+            let rend = &st.renditions[r];
+            let open = rend.open();
+            let (msn, mut duration) = match (&last, open) {
+                (Some((msn, ..)), _) => (*msn, 0.0),
+                (None, Some(seg)) => (seg.msn, 0.0),
+                (None, None) => return Ok(()),
+            };
+            let mut data = Vec::new();
+            for p in open.filter(|s| s.msn == msn).map(|s| &s.parts[..]).unwrap_or(&[]).iter().chain(last.as_ref().map(|l| &l.2)) {
                 data.extend_from_slice(&p.data);
+                duration += p.duration;
             }
-            (st.renditions[r].segment_path(seg.msn), data, seg.msn, seg.duration)
+            (rend.segment_path(msn), data, msn, duration)
         };
         // On disk before it is in a playlist: a listed segment is fetchable at once.
         write_atomic(&self.stream.dir.join(path), &data)?;
@@ -166,6 +198,9 @@ impl HlsWriter {
         let keep = ((2.0 * params.part_window()) / params.segment_secs).ceil() as usize + 1;
         self.stream.update(|st| {
             let rend = &mut st.renditions[r];
+            if let Some((msn, wallclock_ms, part)) = last {
+                push_part(rend, msn, wallclock_ms, part);
+            }
             if let Some(seg) = rend.segments.last_mut() {
                 seg.complete = true;
             }
@@ -212,7 +247,7 @@ impl HlsWriter {
         let n = self.stream.read().renditions.len();
         let mut result = Ok(());
         for r in 0..n {
-            if let Err(e) = self.close_segment(r) {
+            if let Err(e) = self.close_segment(r, None) {
                 result = Err(e);
             }
         }
@@ -254,7 +289,8 @@ mod tests {
             ChunkMeta {
                 pts_ns: i * 200_000_000,
                 duration_ns: 200_000_000,
-                fragment_start: i % 10 == 0,
+                // The real grid: a one-part first segment, then 10 parts per segment.
+                fragment_start: i % 10 == 1 || i == 0,
                 wallclock_ms: 1_700_000_000_000 + i * 200,
                 rendition: 0,
             },
@@ -272,37 +308,63 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = HlsWriter::new(stream_in(dir.path())).unwrap();
         w.push(MuxOutput::Init(0, Bytes::from_static(b"ftypmoov"))).unwrap();
-        for i in 0..53u64 {
+        for i in 0..54u64 {
             w.push(chunk(i)).unwrap();
         }
         let p = live(&w, false);
-        // 5 complete segments, 3 in the window, and 3 parts of the sixth.
-        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{p}");
+        // 6 complete segments (the first one part long), 3 in the window, and 3 parts of the 7th.
+        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:4\n"), "{p}");
         assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.200\n"), "{p}");
         assert!(p.contains("CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,HOLD-BACK=6.0,PART-HOLD-BACK=0.6\n"), "{p}");
         assert!(p.contains("#EXT-X-MAP:URI=\"../init.mp4\""), "{p}");
-        assert!(p.contains("#EXT-X-PART:DURATION=0.2,URI=\"../seg_00006.0.m4s\",INDEPENDENT=YES\n"), "{p}");
-        assert!(p.contains("#EXT-X-PART:DURATION=0.2,URI=\"../seg_00006.2.m4s\"\n"), "{p}");
-        assert!(p.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"../seg_00006.3.m4s\"\n"), "{p}");
-        // Parts only for segments starting within 3 × TD of the edge (the 5th, 4th, and the open one).
-        assert!(!p.contains("seg_00003.0.m4s") && p.contains("seg_00004.9.m4s"), "{p}");
-        assert_eq!(std::fs::read(dir.path().join("seg_00005.m4s")).unwrap().len(), 80);
+        assert!(p.contains("#EXT-X-PART:DURATION=0.2,URI=\"../seg_00007.0.m4s\",INDEPENDENT=YES\n"), "{p}");
+        assert!(p.contains("#EXT-X-PART:DURATION=0.2,URI=\"../seg_00007.2.m4s\"\n"), "{p}");
+        assert!(p.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"../seg_00007.3.m4s\"\n"), "{p}");
+        // Parts only for segments starting within 3 × TD of the edge (the 6th, 5th, and the open one).
+        assert!(!p.contains("seg_00004.0.m4s") && p.contains("seg_00005.9.m4s"), "{p}");
+        assert_eq!(std::fs::read(dir.path().join("seg_00006.m4s")).unwrap().len(), 80);
         // On disk: no LL tags.
         let disk = std::fs::read_to_string(dir.path().join("live/live.m3u8")).unwrap();
         assert!(!disk.contains("EXT-X-PART") && !disk.contains("PRELOAD"), "{disk}");
-        // The hint moves to the next segment once the open one has its full length.
-        for i in 53..60u64 {
+        // A segment is listed, and the hint moves to the next one, with its last part.
+        for i in 54..61u64 {
             w.push(chunk(i)).unwrap();
         }
-        assert!(live(&w, false).contains("PRELOAD-HINT:TYPE=PART,URI=\"../seg_00007.0.m4s\""));
+        let p = live(&w, false);
+        assert!(p.contains("#EXTINF:2.0,\n../seg_00007.m4s\n"), "{p}");
+        assert!(p.contains("PRELOAD-HINT:TYPE=PART,URI=\"../seg_00008.0.m4s\""), "{p}");
         w.finish().unwrap();
         let full = std::fs::read_to_string(dir.path().join("playlist.m3u8")).unwrap();
         assert_eq!(full.matches("#EXTINF:2.0,").count(), 6, "{full}");
+        assert!(full.contains("#EXTINF:0.2,\nseg_00001.m4s\n"), "{full}");
         assert!(full.contains("#EXT-X-MEDIA-SEQUENCE:1\n") && full.ends_with("#EXT-X-ENDLIST\n"));
         assert!(full.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z"), "{full}");
         assert!(!live(&w, false).contains("PRELOAD-HINT"));
-        assert_eq!(w.stats().segment_count, 6);
-        assert_eq!(w.stats().duration_ns, 12_000_000_000);
+        assert_eq!(w.stats().segment_count, 7);
+        assert_eq!(w.stats().duration_ns, 12_200_000_000);
+    }
+
+    #[test]
+    fn a_segment_longer_than_the_grid_is_reopened_not_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = HlsWriter::new(stream_in(dir.path())).unwrap();
+        for i in 0..11u64 {
+            w.push(chunk(i)).unwrap();
+        }
+        assert_eq!(w.stats().segment_count, 2);
+        // An 11th part without a keyframe: segment 2 goes on, nothing starts on that part.
+        let MuxOutput::Chunk(mut meta, data) = chunk(11) else { unreachable!() };
+        meta.fragment_start = false;
+        w.push(MuxOutput::Chunk(meta, data)).unwrap();
+        let st = w.stream().read();
+        let seg = st.renditions[0].segments.last().unwrap();
+        assert_eq!((seg.msn, seg.parts.len(), seg.complete), (2, 11, false));
+        assert!(st.renditions[0].segments.iter().all(|s| s.parts.first().is_none_or(|p| p.independent)));
+        drop(st);
+        assert_eq!(w.stats().segment_count, 1);
+        w.push(chunk(21)).unwrap();
+        assert_eq!(w.stats().segment_count, 2);
+        assert_eq!(w.stats().duration_ns, 2_400_000_000);
     }
 
     #[test]
@@ -315,13 +377,13 @@ mod tests {
         let st = w.stream().read();
         let full = playlist::render_media(&st, &w.stream().params, 0, MediaOpts { live: false, skip: false, low_latency: true });
         let delta = playlist::render_media(&st, &w.stream().params, 0, MediaOpts { live: false, skip: true, low_latency: true });
-        // 20 complete segments of 2 s: the last 6 (12 s) stay, 14 are skipped.
-        assert!(delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=14\n") && delta.contains("#EXT-X-VERSION:9"), "{delta}");
+        // 0.2 s, then 20 complete segments of 2 s: the last 6 (12 s) stay, 15 are skipped.
+        assert!(delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=15\n") && delta.contains("#EXT-X-VERSION:9"), "{delta}");
         assert_eq!(delta.matches("#EXTINF").count(), 6);
         assert!(delta.contains("#EXT-X-MEDIA-SEQUENCE:1\n"));
-        assert_eq!(full.matches("#EXTINF").count(), 20);
+        assert_eq!(full.matches("#EXTINF").count(), 21);
         // The tails agree.
-        let tail = |p: &str| p.split_once("seg_00015.m4s").unwrap().1.to_string();
+        let tail = |p: &str| p.split_once("seg_00016.m4s").unwrap().1.to_string();
         assert_eq!(tail(&full), tail(&delta));
     }
 }

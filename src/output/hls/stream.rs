@@ -25,6 +25,8 @@ pub struct Params {
     pub target_duration: u32,
     pub part_target: f64,
     pub segment_secs: f64,
+    /// The first segment is one part long (see [`HlsTiming`]).
+    pub first_segment_secs: f64,
     pub frame_secs: f64,
     pub live_window: usize,
 }
@@ -35,12 +37,21 @@ impl Params {
             target_duration: t.target_duration(),
             part_target: t.part_target(),
             segment_secs: t.segment_secs(),
+            first_segment_secs: t.first_segment_secs(),
             frame_secs: t.frame_secs(),
             live_window,
         }
     }
     pub fn td(&self) -> f64 {
         self.target_duration as f64
+    }
+    /// The full length of segment `msn`.
+    pub fn segment_len(&self, msn: u64) -> f64 {
+        if msn == FIRST_MSN {
+            self.first_segment_secs
+        } else {
+            self.segment_secs
+        }
     }
     /// Apple's authoring spec makes ≥ 3 × PART-TARGET a must.
     pub fn part_hold_back(&self) -> f64 {
@@ -182,13 +193,14 @@ impl State {
         match rend.segments.last() {
             None => Some((FIRST_MSN, 0)),
             Some(s) if s.complete => Some((s.msn + 1, 0)),
-            Some(s) if s.duration + params.frame_secs / 2.0 >= params.segment_secs => Some((s.msn + 1, 0)),
+            Some(s) if s.duration + params.frame_secs / 2.0 >= params.segment_len(s.msn) => Some((s.msn + 1, 0)),
             Some(s) => Some((s.msn, s.parts.len())),
         }
     }
 
     /// Whether part `part` of segment `msn` (or, without a part, the whole segment) exists.
-    /// A part index beyond a finished segment's last part means part 0 of the next one.
+    /// A part index beyond a finished segment's last part means part 0 of the next one
+    /// (rfc8216bis 6.2.5.2), which exists once a later segment does.
     pub fn has(&self, r: usize, msn: u64, part: Option<usize>) -> bool {
         let Some(rend) = self.renditions.get(r) else { return false };
         let Some(last) = rend.segments.last() else { return false };
@@ -200,7 +212,7 @@ impl State {
         }
         match part {
             None => last.complete,
-            Some(p) => p < last.parts.len() || last.complete,
+            Some(p) => p < last.parts.len(),
         }
     }
 }
@@ -350,8 +362,29 @@ mod tests {
     }
 
     #[test]
+    fn a_part_past_a_complete_segment_waits_for_the_next_segment() {
+        let part = Part { duration: 0.2, independent: true, data: Bytes::new(), published_us: 0 };
+        let seg = |msn, parts: usize, complete| Segment { msn, duration: 0.2 * parts as f64, pdt_ms: 0, complete, bytes: 0, parts: vec![part.clone(); parts] };
+        let mut rend = rendition("");
+        rend.segments = vec![seg(1, 1, true), seg(2, 10, true)];
+        let mut st = State { renditions: vec![rend], finished: false, version: 0, last_change: Instant::now() };
+        assert!(st.has(0, 2, Some(9)) && st.has(0, 2, None) && st.has(0, 1, Some(1)));
+        // 2.10 is 3.0: not there until segment 3 begins.
+        assert!(!st.has(0, 2, Some(10)) && !st.has(0, 3, Some(0)));
+        st.renditions[0].segments.push(seg(3, 1, false));
+        assert!(st.has(0, 2, Some(10)) && st.has(0, 3, Some(0)) && !st.has(0, 3, Some(1)) && !st.has(0, 3, None));
+    }
+
+    #[test]
     fn limits_follow_the_spec() {
-        let p = Params { target_duration: 2, part_target: 0.2, segment_secs: 2.0, frame_secs: 1.0 / 30.0, live_window: 6 };
+        let p = Params {
+            target_duration: 2,
+            part_target: 0.2,
+            segment_secs: 2.0,
+            first_segment_secs: 0.2,
+            frame_secs: 1.0 / 30.0,
+            live_window: 6,
+        };
         assert_eq!(p.advance_part_limit(), 15);
         assert!((p.part_hold_back() - 0.6).abs() < 1e-9);
         assert_eq!((p.hold_back(), p.skip_until()), (6.0, 12.0));
