@@ -14,6 +14,8 @@ PKGS=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   ffmpeg
+  # audio: a private sound server per egress, and GStreamer's source for it
+  pulseaudio pulseaudio-utils gstreamer1.0-pulseaudio
   # build
   build-essential pkg-config libssl-dev curl ca-certificates git
 )

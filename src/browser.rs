@@ -71,8 +71,9 @@ pub struct Chromium {
 }
 
 impl Chromium {
-    /// Launches Chromium and connects to it; fails within `timeout`.
-    pub async fn launch(spec: &BrowserSpec, width: u32, height: u32, timeout: Duration) -> Result<Self> {
+    /// Launches Chromium and connects to it; fails within `timeout`. `sound_server` is the
+    /// `PULSE_SERVER` its audio goes to (the egress's own), or None for no audio output.
+    pub async fn launch(spec: &BrowserSpec, width: u32, height: u32, sound_server: Option<&str>, timeout: Duration) -> Result<Self> {
         let profile = tempfile::Builder::new().prefix("roomcast-chromium-").tempdir().context("creating profile dir")?;
         let mut cmd = Command::new(&spec.chromium_path);
         cmd.args(flags(spec, profile.path(), width, height))
@@ -81,6 +82,11 @@ impl Chromium {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        match sound_server {
+            Some(s) => cmd.env("PULSE_SERVER", s),
+            // Nowhere to play: never a sound server of the host's.
+            None => cmd.env("PULSE_SERVER", "unix:/nonexistent"),
+        };
         // If the process that launched it dies (even by SIGKILL), so does Chromium.
         unsafe {
             cmd.pre_exec(|| {

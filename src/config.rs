@@ -35,7 +35,27 @@ pub struct Config {
     pub chromium: ChromiumConfig,
     pub encoder: EncoderConfig,
     pub hls: HlsConfig,
+    pub audio: AudioConfig,
     pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioConfig {
+    /// The sound server each egress starts for its Chromium. Env: ROOMCAST_PULSEAUDIO_PATH.
+    pub pulseaudio_path: PathBuf,
+    /// Added to audio timestamps: the fixed latency of the capture path (Chromium's output
+    /// buffer, the null sink, the capture buffer), measured by benches/av_sync.sh.
+    pub offset_ms: i32,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        // Measured here (benches/av_sync.sh): without it the sound leads the picture by
+        // ≈ 50 ms (the screencast stamps frames later than the page drew them; pulsesrc
+        // stamps samples when they reach the sink).
+        Self { pulseaudio_path: PathBuf::from("/usr/bin/pulseaudio"), offset_ms: 50 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +128,7 @@ impl Default for Config {
             chromium: ChromiumConfig::default(),
             encoder: EncoderConfig::default(),
             hls: HlsConfig::default(),
+            audio: AudioConfig::default(),
             timeouts: Timeouts::default(),
         }
     }
@@ -175,6 +196,9 @@ impl Config {
         }
         if let Some(v) = get("ROOMCAST_CHROMIUM_PATH") {
             self.chromium.path = v.into();
+        }
+        if let Some(v) = get("ROOMCAST_PULSEAUDIO_PATH") {
+            self.audio.pulseaudio_path = v.into();
         }
         if let Some(v) = get("ROOMCAST_MAX_CONCURRENT") {
             self.max_concurrent = v.parse().with_context(|| format!("ROOMCAST_MAX_CONCURRENT={v}"))?;

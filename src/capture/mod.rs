@@ -1,7 +1,9 @@
-//! Capture sources: where encoded page frames come from. Each source yields [`Frame`]s; the
-//! [`Pacer`] turns a page that only paints when something changes into a steady input for the
-//! pipeline's constant-rate stage.
+//! Capture sources: where encoded page frames come from, and (in [`pulse`]) the sound server
+//! the page plays into. Each picture source yields [`Frame`]s; the [`Pacer`] turns a page that
+//! only paints when something changes into a steady input for the pipeline's constant-rate
+//! stage.
 
+pub mod pulse;
 pub mod screencast;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

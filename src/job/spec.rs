@@ -35,6 +35,27 @@ pub struct VideoSpec {
     pub jpeg_quality: u32,
 }
 
+/// Audio codec of an egress's output.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum AudioCodec {
+    /// AAC-LC (FFmpeg's encoder), what HLS, MP4 and RTMP players all take.
+    Aac,
+    /// Opus (opusenc), in the fMP4 segments as CMAF allows.
+    Opus,
+}
+
+/// What the page plays, captured from its own sound server and encoded beside the picture.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AudioSpec {
+    pub codec: AudioCodec,
+    pub bitrate_kbps: u32,
+    pub sample_rate: u32,
+    pub channels: u32,
+    /// Added to audio timestamps to compensate the capture path's fixed latency (config).
+    pub offset_ms: i32,
+    pub pulseaudio_path: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HlsSpec {
     /// Full-length playlist of the whole event (relative to the egress folder).
@@ -125,6 +146,8 @@ pub struct JobSpec {
     pub await_start_signal: bool,
     pub start_timeout_secs: u64,
     pub video: VideoSpec,
+    /// None for `video_only` egresses.
+    pub audio: Option<AudioSpec>,
     pub hls: Option<HlsSpec>,
     pub browser: BrowserSpec,
 }
@@ -204,6 +227,40 @@ fn video_spec(options: Option<&proto::web_egress_request::Options>, cfg: &Config
     })
 }
 
+/// Audio settings: AAC-LC 48 kHz stereo at 128 kbps unless `advanced` says otherwise.
+fn audio_spec(options: Option<&proto::web_egress_request::Options>, cfg: &Config) -> Result<AudioSpec, SpecError> {
+    use proto::web_egress_request::Options;
+    let mut a = AudioSpec {
+        codec: AudioCodec::Aac,
+        bitrate_kbps: 128,
+        sample_rate: 48_000,
+        channels: 2,
+        offset_ms: cfg.audio.offset_ms,
+        pulseaudio_path: cfg.audio.pulseaudio_path.display().to_string(),
+    };
+    if let Some(Options::Advanced(adv)) = options {
+        use proto::AudioCodec as C;
+        a.codec = match C::try_from(adv.audio_codec).map_err(|_| invalid("unknown advanced.audio_codec"))? {
+            C::DefaultAc | C::Aac => AudioCodec::Aac,
+            C::Opus => AudioCodec::Opus,
+            other => return Err(SpecError::Unsupported(format!("audio codec {} is not supported", other.as_str_name()))),
+        };
+        if adv.audio_bitrate != 0 {
+            if !(16..=512).contains(&adv.audio_bitrate) {
+                return Err(invalid("advanced.audio_bitrate must be within 16..=512 kbps"));
+            }
+            a.bitrate_kbps = adv.audio_bitrate as u32;
+        }
+        match (adv.audio_frequency, a.codec) {
+            (0, _) => {}
+            (48_000, _) | (44_100, AudioCodec::Aac) => a.sample_rate = adv.audio_frequency as u32,
+            (f, AudioCodec::Opus) => return Err(invalid(format!("advanced.audio_frequency {f}: Opus is 48000 Hz"))),
+            (f, _) => return Err(invalid(format!("advanced.audio_frequency {f}: use 44100 or 48000"))),
+        }
+    }
+    Ok(a)
+}
+
 /// Fills LiveKit's filename placeholders and checks the result stays inside the egress folder.
 fn output_name(template: &str, default: &str, what: &str, now: &str) -> Result<String, SpecError> {
     let raw = if template.is_empty() { default } else { template };
@@ -277,7 +334,7 @@ impl JobSpec {
             return Err(invalid("audio_only and video_only cannot both be set"));
         }
         if req.audio_only {
-            return Err(SpecError::Unsupported("audio_only: audio capture is not available yet".into()));
+            return Err(SpecError::Unsupported("audio_only is not supported yet: every egress records the page's picture (use video_only to drop the sound)".into()));
         }
         let mut segments: Vec<&proto::SegmentedFileOutput> = req.segment_outputs.iter().collect();
         match &req.output {
@@ -302,6 +359,7 @@ impl JobSpec {
             return Err(invalid("no output: add a segment_outputs entry"));
         };
         let video = video_spec(req.options.as_ref(), cfg)?;
+        let audio = if req.video_only { None } else { Some(audio_spec(req.options.as_ref(), cfg)?) };
         Ok(JobSpec {
             egress_id: egress_id.to_string(),
             url,
@@ -309,8 +367,16 @@ impl JobSpec {
             start_timeout_secs: cfg.timeouts.start_secs,
             hls: Some(hls_spec(seg, &video, cfg)?),
             video,
+            audio,
             browser: BrowserSpec::from_config(cfg),
         })
+    }
+}
+
+impl JobSpec {
+    /// The audio track's bitrate, 0 without audio.
+    pub fn audio_kbps(&self) -> u32 {
+        self.audio.as_ref().map(|a| a.bitrate_kbps).unwrap_or(0)
     }
 }
 

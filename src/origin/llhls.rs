@@ -216,8 +216,10 @@ async fn media_playlist(stream: &Stream, r: usize, live: bool, query: Option<&st
     }
     let ready = |st: &State| match d.msn {
         Some(msn) => st.has(r, msn, d.part.map(|p| p as usize)),
-        // A plain request waits only for the stream's first part.
-        None => st.renditions[r].last_part().is_some(),
+        // A plain request waits for the stream's first complete segment (the first is short,
+        // about one part): players need one to start (hls.js reports an empty level and
+        // retries a second later) and Apple's rules want segments in every playlist.
+        None => st.renditions[r].segments.first().is_some_and(|s| s.complete),
     };
     if let Waited::TimedOut = wait_until(stream, ready).await {
         let cache = if blocking { "no-store".to_string() } else { format!("public, max-age={td}") };

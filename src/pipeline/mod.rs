@@ -5,8 +5,14 @@
 //!   tee → queue → x264enc → h264parse → cmafmux(fragment = segment, chunk = part) → appsink
 //!   tee → queue → videoscale → caps(w×h) → x264enc → … → appsink   (one per ladder rung)
 //!
+//! pulsesrc(the egress's sound server) → audioconvert → audioresample → caps(rate, ch) → queue
+//!   → avenc_aac | opusenc → [aacparse] → tee → queue → each rendition's muxer
+//!
 //! Every branch has the same frame timestamps, GOP and fragment/chunk grid, so the
-//! renditions' segments and parts line up.
+//! renditions' segments and parts line up. With audio the muxer is `isofmp4mux` (CMAF allows
+//! one track per file; LL-HLS players take muxed A/V parts, and muxing keeps each part's
+//! audio with its video), without it `cmafmux`. Audio and video are stamped on one clock: the
+//! pipeline's, onto which capture times are mapped.
 
 pub mod encoder;
 
@@ -20,7 +26,10 @@ use gst::prelude::*;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::job::spec::{HlsSpec, HlsTiming, VideoSpec};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::job::spec::{AudioCodec, AudioSpec, HlsSpec, HlsTiming, VideoSpec};
 use crate::media::{ChunkMeta, MuxOutput};
 
 /// Registers GStreamer and the statically linked `cmafmux` once per process.
@@ -42,9 +51,27 @@ pub enum PipelineEvent {
     Eos,
 }
 
+/// The page's sound: its sound server, the source to record there, and how to encode it.
+pub struct AudioInput<'a> {
+    pub spec: &'a AudioSpec,
+    pub server: &'a str,
+    pub device: &'a str,
+}
+
+/// No video timestamp yet.
+const UNSET: u64 = u64::MAX;
+
 pub struct VideoPipeline {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
+    audio_src: Option<gst::Element>,
+    /// PTS of the first video frame: audio before it is dropped, so every stream (and the
+    /// first fragment) starts with the picture.
+    first_video_pts: Arc<AtomicU64>,
+    /// Holds the captured audio (up to its queue's second) until the first frame is in, so
+    /// that the audio from that frame on is at the muxer as soon as the frame is: the muxer
+    /// places the first fragment (and asks for its keyframe) only once every stream has data.
+    audio_gate: Option<(gst::Pad, gst::PadProbeId)>,
     /// Wall-clock (epoch ns) minus running time: maps capture times onto the pipeline clock.
     wall_offset_ns: Option<i128>,
     last_pts: Option<u64>,
@@ -59,7 +86,7 @@ fn make(factory: &str) -> Result<gst::Element> {
 
 impl VideoPipeline {
     /// Builds the pipeline; chunks go to `out` from GStreamer's streaming thread.
-    pub fn build(video: &VideoSpec, hls: &HlsSpec, out: mpsc::UnboundedSender<MuxOutput>) -> Result<Self> {
+    pub fn build(video: &VideoSpec, audio: Option<AudioInput>, hls: &HlsSpec, out: mpsc::UnboundedSender<MuxOutput>) -> Result<Self> {
         init()?;
         let pipeline = gst::Pipeline::with_name("egress");
         let appsrc = gst_app::AppSrc::builder()
@@ -96,18 +123,33 @@ impl VideoPipeline {
         let head = [appsrc.upcast_ref::<gst::Element>(), &jpegdec, &scale, &convert, &size_caps, &rate, &rate_caps, &tee];
         pipeline.add_many(head)?;
         gst::Element::link_many(head).context("linking the capture half of the pipeline")?;
+        let first_video_pts = Arc::new(AtomicU64::new(UNSET));
+        let audio_tee = match &audio {
+            Some(a) => Some(audio_branch(&pipeline, a, Arc::clone(&first_video_pts))?),
+            None => None,
+        };
         let timing = HlsTiming::new(video, hls);
         let main = (video.width, video.height, video.bitrate_kbps);
         let rungs = std::iter::once(main).chain(hls.ladder.iter().map(|r| (r.width, r.height, r.bitrate_kbps)));
         for (rendition, (width, height, bitrate_kbps)) in rungs.enumerate() {
             let v = VideoSpec { width, height, bitrate_kbps, ..video.clone() };
-            let branch = encode_branch(&v, rendition > 0, &timing, rendition, out.clone())?;
+            let branch = encode_branch(&v, rendition > 0, audio.is_some(), &timing, rendition, out.clone())?;
             let refs: Vec<&gst::Element> = branch.iter().collect();
             pipeline.add_many(&refs)?;
             gst::Element::link_many(&refs).context("linking an encoder branch")?;
             tee.link(&branch[0]).context("linking the tee")?;
+            if let Some((tee, ..)) = &audio_tee {
+                let queue = queue()?;
+                let mux = &branch[branch.len() - 2];
+                pipeline.add(&queue)?;
+                gst::Element::link_many([tee, &queue, mux]).context("linking the audio into a muxer")?;
+            }
         }
-        Ok(Self { pipeline, appsrc, wall_offset_ns: None, last_pts: None, events: None })
+        let (audio_src, audio_gate) = match audio_tee {
+            Some((_, src, gate)) => (Some(src), gate),
+            None => (None, None),
+        };
+        Ok(Self { pipeline, appsrc, audio_src, first_video_pts, audio_gate, wall_offset_ns: None, last_pts: None, events: None })
     }
 
     /// Sets the pipeline playing and starts watching its bus.
@@ -176,6 +218,10 @@ impl VideoPipeline {
             }
         }
         self.last_pts = Some(pts);
+        let _ = self.first_video_pts.compare_exchange(UNSET, pts, Ordering::AcqRel, Ordering::Acquire);
+        if let Some((pad, probe)) = self.audio_gate.take() {
+            pad.remove_probe(probe);
+        }
         let mut buf = gst::Buffer::from_slice(jpeg);
         buf.get_mut().expect("new buffer is writable").set_pts(gst::ClockTime::from_nseconds(pts));
         self.appsrc.push_buffer(buf).map_err(|e| anyhow!("pushing a frame: {e:?}"))?;
@@ -185,6 +231,10 @@ impl VideoPipeline {
     /// Ends the stream and waits (bounded) until every chunk is out, then stops.
     pub async fn finish(mut self, timeout: Duration) -> Result<()> {
         let _ = self.appsrc.end_of_stream();
+        if let Some(src) = &self.audio_src {
+            // A live source ends only when told to.
+            src.send_event(gst::event::Eos::new());
+        }
         let drained = match self.events.as_mut() {
             Some(events) => tokio::time::timeout(timeout, async {
                 while let Some(ev) = events.recv().await {
@@ -216,20 +266,92 @@ impl Drop for VideoPipeline {
     }
 }
 
-/// queue → [scale to the rung's size] → x264 → h264parse → cmafmux → appsink, for one rendition.
+fn queue() -> Result<gst::Element> {
+    Ok(gst::ElementFactory::make("queue")
+        .property("max-size-buffers", 0u32)
+        .property("max-size-bytes", 0u32)
+        .property("max-size-time", gst::ClockTime::from_seconds(1))
+        .build()?)
+}
+
+/// The sound of the page, encoded once: pulsesrc → … → encoder → tee. Returns the tee (one
+/// branch per muxer is linked to it), the source (which must be told EOS) and the gate that
+/// holds the audio until the first frame.
+type AudioBranch = (gst::Element, gst::Element, Option<(gst::Pad, gst::PadProbeId)>);
+
+fn audio_branch(pipeline: &gst::Pipeline, a: &AudioInput, first_video_pts: Arc<AtomicU64>) -> Result<AudioBranch> {
+    let spec = a.spec;
+    let src = gst::ElementFactory::make("pulsesrc")
+        .property("server", a.server)
+        .property("device", a.device)
+        // The pipeline runs on the system clock, onto which video capture times are mapped.
+        .property("provide-clock", false)
+        // 10 ms reads, 50 ms of buffer: little latency, no underruns on a busy machine.
+        .property("latency-time", 10_000i64)
+        .property("buffer-time", 50_000i64)
+        .build()
+        .context("creating pulsesrc (apt install gstreamer1.0-pulseaudio)")?;
+    let caps = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::builder("audio/x-raw").field("rate", spec.sample_rate as i32).field("channels", spec.channels as i32).build(),
+        )
+        .build()?;
+    let q = queue()?;
+    let (enc, parse) = match spec.codec {
+        AudioCodec::Aac => (
+            // FFmpeg's native AAC-LC encoder (Debian's GStreamer has no fdkaacenc; voaacenc is
+            // the other choice and sounds worse at the same rate).
+            gst::ElementFactory::make("avenc_aac")
+                .property("bitrate", (spec.bitrate_kbps * 1000) as i32)
+                .build()
+                .context("creating avenc_aac (apt install gstreamer1.0-libav)")?,
+            Some(make("aacparse")?),
+        ),
+        AudioCodec::Opus => (
+            gst::ElementFactory::make("opusenc").property("bitrate", (spec.bitrate_kbps * 1000) as i32).build().context("creating opusenc")?,
+            None,
+        ),
+    };
+    let tee = make("tee")?;
+    let mut chain = vec![src.clone(), make("audioconvert")?, make("audioresample")?, caps, q.clone(), enc.clone()];
+    chain.extend(parse);
+    chain.push(tee.clone());
+    pipeline.add_many(&chain)?;
+    gst::Element::link_many(&chain).context("linking the audio branch")?;
+    let gate_pad = q.static_pad("src").context("queue has no src pad")?;
+    let gate = gate_pad.add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, |_, _| gst::PadProbeReturn::Ok).map(|id| (gate_pad, id));
+    // Shift by the capture path's fixed latency, and start with the picture.
+    let offset_ns = spec.offset_ms as i64 * 1_000_000;
+    let pad = enc.static_pad("sink").context("the audio encoder has no sink pad")?;
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let first = first_video_pts.load(Ordering::Acquire);
+        let Some(buf) = info.buffer_mut() else { return gst::PadProbeReturn::Ok };
+        let Some(pts) = buf.pts() else { return gst::PadProbeReturn::Drop };
+        let shifted = (pts.nseconds() as i64 + offset_ns).max(0) as u64;
+        let end = shifted + buf.duration().map(|d| d.nseconds()).unwrap_or(0);
+        if first == UNSET || end <= first {
+            debug!(pts = shifted, first_video = first, "audio before the first video frame: dropped");
+            return gst::PadProbeReturn::Drop;
+        }
+        if offset_ns != 0 {
+            buf.make_mut().set_pts(gst::ClockTime::from_nseconds(shifted));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok((tee, src, gate))
+}
+
+/// queue → [scale to the rung's size] → x264 → h264parse → muxer → appsink, for one rendition.
 fn encode_branch(
     v: &VideoSpec,
     scaled: bool,
+    with_audio: bool,
     timing: &HlsTiming,
     rendition: usize,
     out: mpsc::UnboundedSender<MuxOutput>,
 ) -> Result<Vec<gst::Element>> {
-    let queue = gst::ElementFactory::make("queue")
-        .property("max-size-buffers", 0u32)
-        .property("max-size-bytes", 0u32)
-        .property("max-size-time", gst::ClockTime::from_seconds(1))
-        .build()?;
-    let mut chain = vec![queue];
+    let mut chain = vec![queue()?];
     if scaled {
         chain.push(make("videoscale")?);
         chain.push(
@@ -246,11 +368,12 @@ fn encode_branch(
         );
     }
     let (enc, enc_caps) = encoder::x264(v)?;
-    let mux = gst::ElementFactory::make("cmafmux")
+    let muxer = if with_audio { "isofmp4mux" } else { "cmafmux" };
+    let mux = gst::ElementFactory::make(muxer)
         .property("fragment-duration", gst::ClockTime::from_nseconds(timing.fragment_ns()))
         .property("chunk-duration", gst::ClockTime::from_nseconds(timing.part_ns()))
         .build()
-        .context("creating cmafmux")?;
+        .with_context(|| format!("creating {muxer}"))?;
     let sink = gst_app::AppSink::builder().sync(false).buffer_list(true).build();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -272,7 +395,7 @@ fn encode_branch(
 }
 
 /// Makes the first fragment (hence the first segment) a single part: on the first buffer
-/// into the muxer, asks it to split one part later. cmafmux then requests a keyframe there
+/// into the muxer, asks it to split one part later. The muxer then requests a keyframe there
 /// from the encoder, and schedules every later fragment a whole segment after the previous
 /// one, on the encoder's GOP cadence. See [`HlsTiming`] for why.
 fn split_after_first_part(upstream: &gst::Element, mux: &gst::Element, part_ns: u64) -> Result<()> {

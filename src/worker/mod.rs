@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::browser::{self, Chromium};
-use crate::capture::{epoch_now, screencast, Pacer};
+use crate::capture::{epoch_now, pulse::SoundServer, screencast, Pacer};
 use crate::job::spec::JobSpec;
 use crate::media::MuxOutput;
-use crate::pipeline::{PipelineEvent, VideoPipeline};
+use crate::pipeline::{AudioInput, PipelineEvent, VideoPipeline};
 
 /// What a running egress reports, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,24 +36,49 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(spec: &JobSpec, events: mpsc::UnboundedSender<WorkerEvent>, stop: CancellationToken) -> Result<()> {
     let v = &spec.video;
     let start_timeout = Duration::from_secs(spec.start_timeout_secs);
+    // The page's sound server first, so Chromium's audio output opens on it.
+    let sound = match &spec.audio {
+        Some(a) => Some(tokio::select! {
+            s = SoundServer::start(&a.pulseaudio_path, a.sample_rate, a.channels, start_timeout) => s?,
+            _ = stop.cancelled() => return Ok(()),
+        }),
+        None => None,
+    };
+    // The pipeline starts before Chromium: the sound server's source takes up to a second or
+    // so to deliver its first samples, and the picture must not wait for it. Audio before the
+    // first frame is dropped, so both start together.
+    let hls = spec.hls.as_ref().ok_or_else(|| anyhow!("no output"))?;
+    let (mux_tx, mux_rx) = mpsc::unbounded_channel();
+    let audio = spec.audio.as_ref().zip(sound.as_ref()).map(|(a, s)| (a, s.address(), s.monitor()));
+    let audio_input = audio.as_ref().map(|(a, addr, mon)| AudioInput { spec: a, server: addr, device: mon });
+    let mut pipe = VideoPipeline::build(v, audio_input, hls, mux_tx)?;
+    pipe.start().await?;
+    if let Some(sound) = &sound {
+        // The recorder is connected once the pipeline plays: let its latency take effect.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sound.restart_sink().await?;
+    }
+    let address = sound.as_ref().map(|s| s.address());
     let mut chromium = tokio::select! {
-        c = Chromium::launch(&spec.browser, v.width, v.height, start_timeout) => c?,
+        c = Chromium::launch(&spec.browser, v.width, v.height, address.as_deref(), start_timeout) => c?,
         _ = stop.cancelled() => return Ok(()),
     };
     let _ = events.send(WorkerEvent::BrowserStarted { pid: chromium.pid() });
-    let result = capture(spec, &mut chromium, &events, &stop).await;
+    let result = capture(spec, &mut chromium, pipe, mux_rx, &events, &stop).await;
     chromium.close().await;
+    drop(sound);
     result
 }
 
 async fn capture(
     spec: &JobSpec,
     chromium: &mut Chromium,
+    mut pipe: VideoPipeline,
+    mut mux_rx: mpsc::UnboundedReceiver<MuxOutput>,
     events: &mpsc::UnboundedSender<WorkerEvent>,
     stop: &CancellationToken,
 ) -> Result<()> {
     let v = &spec.video;
-    let hls = spec.hls.as_ref().ok_or_else(|| anyhow!("no output"))?;
     let start_timeout = Duration::from_secs(spec.start_timeout_secs);
     let page = chromium.new_page(v.width, v.height).await?;
     // Only subscribed when the page's signals matter: an unread console would buffer forever.
@@ -61,6 +86,9 @@ async fn capture(
         true => Some(browser::console(&page).await?),
         false => None,
     };
+    let mut pipe_events = pipe.take_events();
+    let wall_offset = pipe.wall_offset_ns();
+
     let start = async {
         browser::load(&page, &spec.url, start_timeout).await?;
         if let Some(console) = console.as_mut() {
@@ -74,14 +102,13 @@ async fn capture(
         r = start => r?,
         _ = stop.cancelled() => return Ok(()),
         why = chromium.exited() => return Err(anyhow!(why)),
+        ev = pipe_events.recv() => return Err(match ev {
+            Some(PipelineEvent::Error(e)) => anyhow!("pipeline error: {e}"),
+            _ => anyhow!("pipeline ended before the page loaded"),
+        }),
     }
     info!(url = %spec.url, "page loaded");
 
-    let (mux_tx, mut mux_rx) = mpsc::unbounded_channel();
-    let mut pipe = VideoPipeline::build(v, hls, mux_tx)?;
-    pipe.start().await?;
-    let mut pipe_events = pipe.take_events();
-    let wall_offset = pipe.wall_offset_ns();
     let media_events = events.clone();
     let forward = tokio::spawn(async move {
         while let Some(mut item) = mux_rx.recv().await {

@@ -47,9 +47,17 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// Appends a part to segment `msn` of a rendition, opening that segment if it is new.
+///
+/// The first segment's PROGRAM-DATE-TIME is its capture time; each later one's is the previous
+/// one's plus its duration, so dates step exactly with EXTINF (a chunk's own time is its
+/// earliest sample's, which with audio may be an audio frame straddling the boundary).
 fn push_part(rend: &mut Rendition, msn: u64, wallclock_ms: u64, part: Part) {
     if rend.segments.last().is_none_or(|s| s.msn != msn) {
-        rend.segments.push(Segment { msn, duration: 0.0, pdt_ms: wallclock_ms, complete: false, bytes: 0, parts: vec![] });
+        let pdt_ms = match rend.segments.last() {
+            Some(prev) => prev.pdt_ms + (prev.duration * 1000.0).round() as u64,
+            None => wallclock_ms,
+        };
+        rend.segments.push(Segment { msn, duration: 0.0, pdt_ms, complete: false, bytes: 0, parts: vec![] });
     }
     if let Some(seg) = rend.segments.last_mut() {
         seg.duration += part.duration;
@@ -159,8 +167,12 @@ impl HlsWriter {
         }
         // A part that brings its segment to exactly its length completes it: the segment is
         // published with the part, in one update, so players see it listed with its last part.
-        // A reopened (longer) segment waits for the next keyframe.
-        let completes = !reopen && (so_far + part.duration - params.segment_len(msn)).abs() < params.frame_secs / 2.0;
+        // Not the first segment: its end hangs on a keyframe the muxer requests once every
+        // stream has data, which with audio can land a frame or two late; it is closed by the
+        // next segment's first part. A reopened (longer) segment waits for the next keyframe.
+        let completes = !reopen
+            && msn != FIRST_MSN
+            && (so_far + part.duration - params.segment_len(msn)).abs() < params.frame_secs / 2.0;
         if completes {
             return self.close_segment(r, Some((msn, meta.wallclock_ms, part)));
         }
@@ -279,9 +291,9 @@ mod tests {
             ..Default::default()
         };
         let spec = JobSpec::from_web_request("EG_t", &req, &Config::default()).unwrap();
-        let mut hls = spec.hls.unwrap();
+        let mut hls = spec.hls.clone().unwrap();
         hls.live_window = 3;
-        Stream::new("EG_t", dir.to_path_buf(), &spec.video, &hls)
+        Stream::new("EG_t", dir.to_path_buf(), &spec.video, spec.audio_kbps(), &hls)
     }
 
     fn chunk(i: u64) -> MuxOutput {

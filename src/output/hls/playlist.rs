@@ -163,12 +163,20 @@ pub fn render_multivariant(state: &State, params: &Params, path: &str, live: boo
     Some(p)
 }
 
-/// `avc1.PPCCLL` from the avcC box of an init segment.
+/// RFC 6381 codecs of an init segment: `avc1.PPCCLL` from the avcC box, then the audio
+/// track's, if any (`mp4a.40.2` for AAC-LC, `opus`).
 pub fn codec_string(init: &[u8]) -> Option<String> {
+    let has = |tag: &[u8]| init.windows(tag.len()).any(|w| w == tag);
     let at = init.windows(4).position(|w| w == b"avcC")?;
     let c = init.get(at + 5..at + 8)?;
-    let entry = if init.windows(4).any(|w| w == b"avc3") { "avc3" } else { "avc1" };
-    Some(format!("{entry}.{:02x}{:02x}{:02x}", c[0], c[1], c[2]))
+    let entry = if has(b"avc3") { "avc3" } else { "avc1" };
+    let mut codecs = format!("{entry}.{:02x}{:02x}{:02x}", c[0], c[1], c[2]);
+    if has(b"mp4a") {
+        codecs.push_str(",mp4a.40.2");
+    } else if has(b"Opus") {
+        codecs.push_str(",opus");
+    }
+    Some(codecs)
 }
 
 #[cfg(test)]
@@ -196,5 +204,7 @@ mod tests {
         let mut init = b"....avc1........avcC".to_vec();
         init.extend_from_slice(&[1, 0x4d, 0x40, 0x1f, 0xff]);
         assert_eq!(codec_string(&init).as_deref(), Some("avc1.4d401f"));
+        init.extend_from_slice(b"....mp4a....esds");
+        assert_eq!(codec_string(&init).as_deref(), Some("avc1.4d401f,mp4a.40.2"));
     }
 }

@@ -114,6 +114,7 @@ pub struct Rendition {
     pub prefix: String,
     pub width: u32,
     pub height: u32,
+    /// Video plus audio: what BANDWIDTH announces.
     pub bitrate_kbps: u32,
     pub init: Option<Bytes>,
     /// RFC 6381 codec string from the init segment, e.g. `avc1.4d401f`.
@@ -193,7 +194,8 @@ impl State {
         match rend.segments.last() {
             None => Some((FIRST_MSN, 0)),
             Some(s) if s.complete => Some((s.msn + 1, 0)),
-            Some(s) if s.duration + params.frame_secs / 2.0 >= params.segment_len(s.msn) => Some((s.msn + 1, 0)),
+            // The first segment's end is not known in advance (see the writer): hint its next part.
+            Some(s) if s.msn != FIRST_MSN && s.duration + params.frame_secs / 2.0 >= params.segment_len(s.msn) => Some((s.msn + 1, 0)),
             Some(s) => Some((s.msn, s.parts.len())),
         }
     }
@@ -231,7 +233,8 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(egress_id: &str, dir: PathBuf, video: &VideoSpec, spec: &HlsSpec) -> Arc<Self> {
+    /// `audio_kbps` is 0 without audio; every rendition carries the one audio track.
+    pub fn new(egress_id: &str, dir: PathBuf, video: &VideoSpec, audio_kbps: u32, spec: &HlsSpec) -> Arc<Self> {
         let timing = HlsTiming::new(video, spec);
         let main = Rung { name: String::new(), width: video.width, height: video.height, bitrate_kbps: video.bitrate_kbps };
         let renditions = std::iter::once(&main)
@@ -243,7 +246,7 @@ impl Stream {
                 prefix: spec.segment_prefix.clone(),
                 width: r.width,
                 height: r.height,
-                bitrate_kbps: r.bitrate_kbps,
+                bitrate_kbps: r.bitrate_kbps + audio_kbps,
                 init: None,
                 codec: None,
                 segments: vec![],
