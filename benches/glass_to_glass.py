@@ -50,6 +50,16 @@ def procs_under(path, exclude=()):
     return out
 
 
+def kill_left_under(path, what):
+    """SIGKILL, by PID, whatever is still running under `path` after an orderly end."""
+    left = procs_under(path)
+    if left:
+        print(f"glass_to_glass: {what} left behind, killing: {left}", file=sys.stderr)
+        for p in left:
+            try: os.kill(p, signal.SIGKILL)
+            except OSError: pass
+
+
 def end_process(p, timeout, name):
     """SIGTERM by PID, then SIGKILL after `timeout` seconds."""
     if p is None or p.poll() is not None:
@@ -137,12 +147,7 @@ def one_run(a, url, token, tmp, run):
                     print(f"glass_to_glass: egress {eid} did not complete within 60 s of StopEgress", file=sys.stderr)
             except Exception as e:  # the server may already be gone on Ctrl-C
                 print(f"glass_to_glass: stopping {eid}: {e}", file=sys.stderr)
-        left = procs_under(player_tmp)
-        if left:
-            print(f"glass_to_glass: player processes left behind, killing: {left}", file=sys.stderr)
-            for p in left:
-                try: os.kill(p, signal.SIGKILL)
-                except OSError: pass
+        kill_left_under(player_tmp, "player processes")
 
 
 def fmt(x, spec):
@@ -232,12 +237,7 @@ def main():
         signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)
         end_process(server, 60, "server")
         log.close()
-        left = procs_under(tmp)
-        if left:
-            print(f"glass_to_glass: processes left behind by the server, killing: {left}", file=sys.stderr)
-            for p in left:
-                try: os.kill(p, signal.SIGKILL)
-                except OSError: pass
+        kill_left_under(tmp, "processes of the server")
         if a.keep:
             print(f"glass_to_glass: kept {tmp}", file=sys.stderr)
         else:

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod av;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -108,6 +110,13 @@ impl Server {
         info["egressId"].as_str().expect("egress id").to_string()
     }
 
+    /// StopEgress (answered 200), then waits for the egress to end as `status`.
+    pub async fn stop(&self, id: &str, status: &str) -> Value {
+        let (code, info) = self.twirp("StopEgress", json!({"egress_id": id})).await;
+        assert_eq!(code, 200, "StopEgress: {info}");
+        self.wait_status(id, status, Duration::from_secs(20)).await
+    }
+
     pub async fn info(&self, id: &str) -> Value {
         let (status, list) = self.twirp("ListEgress", json!({"egress_id": id})).await;
         assert_eq!(status, 200, "ListEgress: {list}");
@@ -182,6 +191,11 @@ impl Server {
         self.descendants("roomcast")
     }
 
+    /// The egresses' private sound servers.
+    pub fn sound_servers(&self) -> Vec<i32> {
+        self.descendants("pulseaudio")
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self, within: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("server running");
@@ -203,7 +217,7 @@ impl Server {
     pub async fn assert_no_leftovers(&self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            let left: Vec<i32> = self.chromium_pids().into_iter().chain(self.workers()).collect();
+            let left: Vec<i32> = self.chromium_pids().into_iter().chain(self.workers()).chain(self.sound_servers()).collect();
             if left.is_empty() {
                 return;
             }
@@ -227,7 +241,7 @@ impl Drop for Server {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.terminate(Duration::from_secs(30))));
         }
         // Never leave anything behind, even when a test failed half-way.
-        for pid in self.chromium_pids().into_iter().chain(self.workers()) {
+        for pid in self.chromium_pids().into_iter().chain(self.workers()).chain(self.sound_servers()) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
@@ -280,6 +294,13 @@ pub fn ffprobe(input: &str) -> Value {
         .expect("ffprobe (apt install ffmpeg)");
     assert!(out.status.success(), "ffprobe {input}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Decoded video frames and the container's duration (s) of an ffprobe result.
+pub fn frames_and_duration(probe: &Value) -> (f64, f64) {
+    let frames: f64 = video_stream(probe)["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    (frames, duration)
 }
 
 pub fn video_stream(probe: &Value) -> Value {
