@@ -80,8 +80,8 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, video_onl
                                                  "video_only": video_only,
                                                  "advanced": {"width": width, "height": height, "framerate": 30}}, token)
             eid = info["egressId"]; ids.append(eid)
-            # The origin holds a playlist request until the stream's first part exists: its
-            # answer is the moment the first LL-HLS part became playable.
+            # The origin holds a plain playlist request until the stream's first (short)
+            # segment is complete: its answer is when a player can start.
             part_at = []
             def first_part(eid=eid, t0=t0, part_at=part_at):
                 while time.monotonic() - t0 < 30:
@@ -152,7 +152,7 @@ def main():
             ("static page, 1 egress", "static.html", 1, False),
             ("static page, 1 egress, video_only", "static.html", 1, True),
             ("animated 4-tile page, 2 concurrent", "animated.html", 2, False)]
-    print("| scenario (1280×720/30, CDP screencast, x264 veryfast; audio AAC 128 kbps unless video_only) | CPU cores / egress | PSS MB / egress | delivered fps | start → ACTIVE s | start → first part s | start → first segment s | cores vs anchor | PSS vs anchor |")
+    print("| scenario (1280×720/30, CDP screencast, x264 veryfast; audio AAC 128 kbps unless video_only) | CPU cores / egress | PSS MB / egress | delivered fps | start → ACTIVE s | start → first playlist answer s | start → first segment s | cores vs anchor | PSS vs anchor |")
     print("|---|---|---|---|---|---|---|---|---|")
     results = {}
     for name, page, n, video_only in rows:
