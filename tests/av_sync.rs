@@ -139,20 +139,33 @@ async fn silent_page_gives_continuous_audio_and_video_only_gives_none() {
     server.assert_no_leftovers(10 * S).await;
 }
 
-/// Issue 4 (1): two egresses at once, one beeping, one silent: the silent one records
+/// Issue 4 (1), (2): two egresses at once, one beeping, one silent: the silent one records
 /// silence, the beeping one its beeps. Each Chromium plays only into its own sound server.
+/// The beeping one asks for Opus, which the fMP4 segments carry as CMAF allows.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_egresses_never_hear_each_other() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
-    let loud = server.start_web(&server.page("bench/avsync.html")).await;
+    let (status, info) = server
+        .twirp(
+            "StartWebEgress",
+            json!({"url": server.page("bench/avsync.html"), "segment_outputs": [{}], "advanced": {"audio_codec": "OPUS"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{info}");
+    let loud = info["egressId"].as_str().unwrap().to_string();
     let quiet = server.start_web(&server.page("bench/avsync.html?silent=1")).await;
     server.wait_status(&loud, "EGRESS_ACTIVE", 20 * S).await;
     server.wait_status(&quiet, "EGRESS_ACTIVE", 20 * S).await;
     assert_eq!(server.sound_servers().len(), 2, "one sound server per egress");
     tokio::time::sleep(8 * S).await;
+    let (_, master) = server.get_text(&format!("{}/hls/{loud}/master.m3u8", server.url)).await;
+    assert!(master.contains(",opus\""), "CODECS names Opus: {master}");
     server.stop(&loud, "EGRESS_COMPLETE").await;
     server.stop(&quiet, "EGRESS_COMPLETE").await;
+    let probe = ffprobe(&local_playlist(&server, &loud, "playlist.m3u8").display().to_string());
+    let a = stream(&probe, "audio").expect("an audio track");
+    assert_eq!((a["codec_name"].as_str(), a["sample_rate"].as_str()), (Some("opus"), Some("48000")), "{a}");
     let loud = analyse(&local_playlist(&server, &loud, "playlist.m3u8"), 30.0);
     let quiet = analyse(&local_playlist(&server, &quiet, "playlist.m3u8"), 30.0);
     assert!(loud.beeps >= 6, "the beeping egress recorded its beeps: {loud:?}");
