@@ -1,5 +1,6 @@
-//! The GStreamer pipeline of one egress: captured JPEG frames in (appsrc), constant-rate H.264
-//! in CMAF chunks out (appsink), handed to the outputs as [`MuxOutput`]s.
+//! The GStreamer pipeline of one egress: captured JPEG frames in (appsrc) and the page's sound
+//! (pulsesrc), constant-rate H.264 and AAC/Opus in fMP4 chunks out (appsink), handed to the
+//! outputs as [`MuxOutput`]s.
 //!
 //! appsrc → jpegdec → videoscale → videoconvert → caps(W×H) → videorate → caps(F fps) → tee
 //!   tee → queue → x264enc → h264parse → cmafmux(fragment = segment, chunk = part) → appsink
@@ -61,7 +62,7 @@ pub struct AudioInput<'a> {
 /// No video timestamp yet.
 const UNSET: u64 = u64::MAX;
 
-pub struct VideoPipeline {
+pub struct Pipeline {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
     audio_src: Option<gst::Element>,
@@ -84,7 +85,7 @@ fn make(factory: &str) -> Result<gst::Element> {
         .with_context(|| format!("creating GStreamer element {factory} (is its plugin package installed?)"))
 }
 
-impl VideoPipeline {
+impl Pipeline {
     /// Builds the pipeline; chunks go to `out` from GStreamer's streaming thread.
     pub fn build(video: &VideoSpec, audio: Option<AudioInput>, hls: &HlsSpec, out: mpsc::UnboundedSender<MuxOutput>) -> Result<Self> {
         init()?;
@@ -193,7 +194,7 @@ impl VideoPipeline {
     }
 
     /// Pipeline errors and end-of-stream, as they happen; hand them back with
-    /// [`VideoPipeline::put_events`] before [`VideoPipeline::finish`].
+    /// [`Pipeline::put_events`] before [`Pipeline::finish`].
     pub fn take_events(&mut self) -> mpsc::UnboundedReceiver<PipelineEvent> {
         self.events.take().unwrap_or_else(|| mpsc::unbounded_channel().1)
     }
@@ -260,7 +261,7 @@ impl VideoPipeline {
     }
 }
 
-impl Drop for VideoPipeline {
+impl Drop for Pipeline {
     fn drop(&mut self) {
         self.stop();
     }

@@ -16,7 +16,7 @@ use crate::browser::{self, Chromium};
 use crate::capture::{epoch_now, pulse::SoundServer, screencast, Pacer};
 use crate::job::spec::JobSpec;
 use crate::media::MuxOutput;
-use crate::pipeline::{AudioInput, PipelineEvent, VideoPipeline};
+use crate::pipeline::{AudioInput, PipelineEvent, Pipeline};
 
 /// What a running egress reports, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +51,7 @@ pub async fn run(spec: &JobSpec, events: mpsc::UnboundedSender<WorkerEvent>, sto
     let (mux_tx, mux_rx) = mpsc::unbounded_channel();
     let audio = spec.audio.as_ref().zip(sound.as_ref()).map(|(a, s)| (a, s.address(), s.monitor()));
     let audio_input = audio.as_ref().map(|(a, addr, mon)| AudioInput { spec: a, server: addr, device: mon });
-    let mut pipe = VideoPipeline::build(v, audio_input, hls, mux_tx)?;
+    let mut pipe = Pipeline::build(v, audio_input, hls, mux_tx)?;
     pipe.start().await?;
     if let Some(sound) = &sound {
         // The recorder is connected once the pipeline plays: let its latency take effect.
@@ -73,7 +73,7 @@ pub async fn run(spec: &JobSpec, events: mpsc::UnboundedSender<WorkerEvent>, sto
 async fn capture(
     spec: &JobSpec,
     chromium: &mut Chromium,
-    mut pipe: VideoPipeline,
+    mut pipe: Pipeline,
     mut mux_rx: mpsc::UnboundedReceiver<MuxOutput>,
     events: &mpsc::UnboundedSender<WorkerEvent>,
     stop: &CancellationToken,
