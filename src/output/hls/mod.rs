@@ -32,8 +32,6 @@ pub struct HlsStats {
 pub struct HlsWriter {
     stream: Arc<Stream>,
     finished: bool,
-    /// Of the main rendition (what EgressInfo reports).
-    stats: HlsStats,
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
@@ -73,15 +71,23 @@ fn epoch_us() -> u64 {
 impl HlsWriter {
     pub fn new(stream: Arc<Stream>) -> Result<Self> {
         std::fs::create_dir_all(&stream.dir).with_context(|| format!("creating {}", stream.dir.display()))?;
-        Ok(Self { stream, finished: false, stats: HlsStats::default() })
+        Ok(Self { stream, finished: false })
     }
 
     pub fn stream(&self) -> &Arc<Stream> {
         &self.stream
     }
 
+    /// The main rendition's completed segments (what EgressInfo reports), from the state:
+    /// a segment reopened after being counted simply stops counting.
     pub fn stats(&self) -> HlsStats {
-        self.stats
+        let st = self.stream.read();
+        let done = st.renditions.first().map(|r| &r.segments[..]).unwrap_or(&[]).iter().filter(|s| s.complete);
+        done.fold(HlsStats::default(), |acc, s| HlsStats {
+            segment_count: acc.segment_count + 1,
+            bytes: acc.bytes + s.bytes,
+            duration_ns: acc.duration_ns + (s.duration * 1e9).round() as u64,
+        })
     }
 
     pub fn push(&mut self, item: MuxOutput) -> Result<()> {
@@ -157,11 +163,6 @@ impl HlsWriter {
             self.stream.update(|st| {
                 if let Some(s) = st.renditions[r].segments.last_mut() {
                     s.complete = false;
-                    if r == 0 {
-                        self.stats.segment_count = self.stats.segment_count.saturating_sub(1);
-                        self.stats.bytes = self.stats.bytes.saturating_sub(s.bytes);
-                        self.stats.duration_ns = self.stats.duration_ns.saturating_sub((s.duration * 1e9).round() as u64);
-                    }
                 }
             });
         }
@@ -224,11 +225,6 @@ impl HlsWriter {
                 old.parts = vec![];
             }
         });
-        if r == 0 {
-            self.stats.segment_count += 1;
-            self.stats.bytes += data.len() as u64;
-            self.stats.duration_ns += (duration * 1e9).round() as u64;
-        }
         self.write_disk_playlists(r)
     }
 
