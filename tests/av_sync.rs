@@ -85,21 +85,8 @@ async fn silent_page_gives_continuous_audio_and_video_only_gives_none() {
     let server = Server::start().await;
     let id = server.start_web(&server.page("demo/static.html")).await;
     // Noise needs an encoder's whole bitrate: there the asked rate shows.
-    let (status, info) = server
-        .twirp(
-            "StartWebEgress",
-            json!({"url": server.page("bench/avsync.html?noise=1"), "segment_outputs": [{}], "advanced": {"audio_bitrate": 96}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{info}");
-    let noise = info["egressId"].as_str().unwrap().to_string();
-    let video_only = server
-        .twirp("StartWebEgress", json!({"url": server.page("demo/static.html"), "segment_outputs": [{}], "video_only": true}))
-        .await
-        .1["egressId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let noise = server.start_egress(json!({"url": server.page("bench/avsync.html?noise=1"), "segment_outputs": [{}], "advanced": {"audio_bitrate": 96}})).await;
+    let video_only = server.start_egress(json!({"url": server.page("demo/static.html"), "segment_outputs": [{}], "video_only": true})).await;
     for e in [&id, &video_only, &noise] {
         server.wait_status(e, "EGRESS_ACTIVE", 20 * S).await;
     }
@@ -146,14 +133,7 @@ async fn silent_page_gives_continuous_audio_and_video_only_gives_none() {
 async fn concurrent_egresses_never_hear_each_other() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
-    let (status, info) = server
-        .twirp(
-            "StartWebEgress",
-            json!({"url": server.page("bench/avsync.html"), "segment_outputs": [{}], "advanced": {"audio_codec": "OPUS"}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{info}");
-    let loud = info["egressId"].as_str().unwrap().to_string();
+    let loud = server.start_egress(json!({"url": server.page("bench/avsync.html"), "segment_outputs": [{}], "advanced": {"audio_codec": "OPUS"}})).await;
     let quiet = server.start_web(&server.page("bench/avsync.html?silent=1")).await;
     server.wait_status(&loud, "EGRESS_ACTIVE", 20 * S).await;
     server.wait_status(&quiet, "EGRESS_ACTIVE", 20 * S).await;

@@ -408,14 +408,7 @@ fn probe_bytes(dir: &std::path::Path, name: &str, data: &[u8]) -> (u64, i64, i64
 async fn ll_hls_checklist() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
-    let (status, info) = server
-        .twirp(
-            "StartWebEgress",
-            json!({"url": server.page("demo/animated.html"), "segment_outputs": [{"live_playlist_name": "live/live.m3u8"}]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{info}");
-    let id = info["egressId"].as_str().unwrap().to_string();
+    let id = server.start_egress(json!({"url": server.page("demo/animated.html"), "segment_outputs": [{"live_playlist_name": "live/live.m3u8"}]})).await;
     let base = format!("{}/hls/{id}", server.url);
     let live_url = format!("{base}/live/live.m3u8");
 
@@ -608,11 +601,7 @@ async fn blocked_reload_gets_503_when_the_stream_starves() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
     // A page that never sends START_RECORDING: the stream exists but never gets a part.
-    let (status, info) = server
-        .twirp("StartWebEgress", json!({"url": server.page("demo/static.html"), "await_start_signal": true, "segment_outputs": [{}]}))
-        .await;
-    assert_eq!(status, 200, "{info}");
-    let id = info["egressId"].as_str().unwrap();
+    let id = server.start_egress(json!({"url": server.page("demo/static.html"), "await_start_signal": true, "segment_outputs": [{}]})).await;
     let url = format!("{}/hls/{id}/live.m3u8", server.url);
     let blocking_url = format!("{url}?_HLS_msn=1&_HLS_part=0");
     let (blocked, plain) = tokio::join!(get(&server, &blocking_url), get(&server, &url));

@@ -168,15 +168,8 @@ async fn unreachable_page_fails_with_a_clear_error() {
 async fn advanced_options_and_static_page_constant_rate() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
-    let (status, info) = server
-        .twirp(
-            "StartWebEgress",
-            json!({"url": server.page("demo/static.html"), "segment_outputs": [{"segment_duration": 1}],
-                   "advanced": {"width": 640, "height": 360, "framerate": 25, "video_bitrate": 800, "key_frame_interval": 1}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{info}");
-    let id = info["egressId"].as_str().unwrap().to_string();
+    let id = server.start_egress(json!({"url": server.page("demo/static.html"), "segment_outputs": [{"segment_duration": 1}],
+                   "advanced": {"width": 640, "height": 360, "framerate": 25, "video_bitrate": 800, "key_frame_interval": 1}})).await;
     server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
     tokio::time::sleep(6 * S).await;
     let done = server.stop(&id, "EGRESS_COMPLETE").await;
@@ -282,14 +275,7 @@ async fn start_and_end_signals_from_the_page() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
     let t0 = Instant::now();
-    let (status, info) = server
-        .twirp(
-            "StartWebEgress",
-            json!({"url": server.page("demo/signal.html?start=2500&end=7000"), "await_start_signal": true, "segment_outputs": [{}]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{info}");
-    let id = info["egressId"].as_str().unwrap().to_string();
+    let id = server.start_egress(json!({"url": server.page("demo/signal.html?start=2500&end=7000"), "await_start_signal": true, "segment_outputs": [{}]})).await;
     server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
     assert!(t0.elapsed() >= Duration::from_millis(2500), "active before the start signal");
     let done = server.wait_status(&id, "EGRESS_COMPLETE", 30 * S).await;

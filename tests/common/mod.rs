@@ -105,7 +105,12 @@ impl Server {
     }
 
     pub async fn start_web(&self, url: &str) -> String {
-        let (status, info) = self.twirp("StartWebEgress", json!({"url": url, "segment_outputs": [{}]})).await;
+        self.start_egress(json!({"url": url, "segment_outputs": [{}]})).await
+    }
+
+    /// StartWebEgress with this request (answered 200); the new egress's id.
+    pub async fn start_egress(&self, request: Value) -> String {
+        let (status, info) = self.twirp("StartWebEgress", request).await;
         assert_eq!(status, 200, "StartWebEgress: {info}");
         info["egressId"].as_str().expect("egress id").to_string()
     }
