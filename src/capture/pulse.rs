@@ -15,7 +15,8 @@ use tracing::{debug, info};
 pub const SINK: &str = "roomcast";
 
 pub struct SoundServer {
-    child: Child,
+    /// Held so the process is reaped (and killed on drop with the group).
+    _child: Child,
     pgid: i32,
     socket: PathBuf,
     _dir: tempfile::TempDir,
@@ -74,7 +75,7 @@ impl SoundServer {
         loop {
             if tokio::net::UnixStream::connect(&socket).await.is_ok() {
                 info!(pid, "sound server started");
-                return Ok(Self { child, pgid: pid, socket, _dir: dir });
+                return Ok(Self { _child: child, pgid: pid, socket, _dir: dir });
             }
             if let Ok(Some(status)) = child.try_wait() {
                 bail!("pulseaudio exited during start-up ({status})");
@@ -114,10 +115,6 @@ impl SoundServer {
     /// The source to record: everything played into the sink.
     pub fn monitor(&self) -> String {
         format!("{SINK}.monitor")
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
     }
 }
 

@@ -116,11 +116,6 @@ impl HlsTiming {
         self.segment_frames as f64 / self.fps as f64
     }
 
-    /// The first segment's length: one part.
-    pub fn first_segment_secs(&self) -> f64 {
-        self.part_frames as f64 / self.fps as f64
-    }
-
     /// PART-TARGET in seconds, rounded up to the millisecond.
     pub fn part_target(&self) -> f64 {
         (self.part_frames as f64 * 1000.0 / self.fps as f64).ceil() / 1000.0

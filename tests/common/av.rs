@@ -75,18 +75,26 @@ fn decode(input: &Path, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-/// Flash onsets (s): frames whose mean luma jumps from dark to bright.
+/// Flash onsets (s). The page draws each flash as a white bar growing from the left edge over
+/// 110 ms, starting 10 ms before the beat: in the first frame that shows it, the lit share of
+/// the columns says how long after the beat that frame was drawn, so the onset is placed
+/// between frames rather than on the 33 ms frame grid.
 fn flash_onsets(input: &Path, v_start: f64, fps: f64) -> Vec<f64> {
-    const W: usize = 32 * 18;
-    let raw = decode(input, &["-map", "0:v:0", "-fps_mode", "passthrough", "-vf", "scale=32:18,format=gray", "-f", "rawvideo"]);
+    const W: usize = 256;
+    const H: usize = 36;
+    const RAMP_S: f64 = 0.110;
+    const LEAD_S: f64 = 0.010;
+    let raw = decode(input, &["-map", "0:v:0", "-fps_mode", "passthrough", "-vf", &format!("scale={W}:{H},format=gray"), "-f", "rawvideo"]);
     let mut out = vec![];
-    let mut bright = false;
-    for (i, frame) in raw.chunks_exact(W).enumerate() {
-        let mean = frame.iter().map(|&b| b as f64).sum::<f64>() / W as f64;
-        if !bright && mean > 160.0 {
-            out.push(v_start + i as f64 / fps);
+    let mut lit_before = false;
+    for (i, frame) in raw.chunks_exact(W * H).enumerate() {
+        // A column is lit when most of its height is bright (the page's text is small).
+        let lit = (0..W).filter(|&x| (0..H).filter(|&y| frame[y * W + x] > 128).count() > H / 2).count();
+        let share = lit as f64 / W as f64;
+        if !lit_before && share > 0.0 {
+            out.push(v_start + i as f64 / fps - (share * RAMP_S - LEAD_S));
         }
-        bright = mean > 96.0;
+        lit_before = share > 0.0;
     }
     out
 }

@@ -173,7 +173,7 @@ impl HlsWriter {
         // next segment's first part. A reopened (longer) segment waits for the next keyframe.
         let completes = !reopen
             && msn != FIRST_MSN
-            && (so_far + part.duration - params.segment_len(msn)).abs() < params.frame_secs / 2.0;
+            && (so_far + part.duration - params.segment_secs).abs() < params.frame_secs / 2.0;
         if completes {
             return self.close_segment(r, Some((msn, meta.wallclock_ms, part)));
         }

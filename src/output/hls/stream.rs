@@ -25,8 +25,6 @@ pub struct Params {
     pub target_duration: u32,
     pub part_target: f64,
     pub segment_secs: f64,
-    /// The first segment is one part long (see [`HlsTiming`]).
-    pub first_segment_secs: f64,
     pub frame_secs: f64,
     pub live_window: usize,
 }
@@ -37,21 +35,12 @@ impl Params {
             target_duration: t.target_duration(),
             part_target: t.part_target(),
             segment_secs: t.segment_secs(),
-            first_segment_secs: t.first_segment_secs(),
             frame_secs: t.frame_secs(),
             live_window,
         }
     }
     pub fn td(&self) -> f64 {
         self.target_duration as f64
-    }
-    /// The full length of segment `msn`.
-    pub fn segment_len(&self, msn: u64) -> f64 {
-        if msn == FIRST_MSN {
-            self.first_segment_secs
-        } else {
-            self.segment_secs
-        }
     }
     /// Apple's authoring spec makes ≥ 3 × PART-TARGET a must.
     pub fn part_hold_back(&self) -> f64 {
@@ -195,7 +184,7 @@ impl State {
             None => Some((FIRST_MSN, 0)),
             Some(s) if s.complete => Some((s.msn + 1, 0)),
             // The first segment's end is not known in advance (see the writer): hint its next part.
-            Some(s) if s.msn != FIRST_MSN && s.duration + params.frame_secs / 2.0 >= params.segment_len(s.msn) => Some((s.msn + 1, 0)),
+            Some(s) if s.msn != FIRST_MSN && s.duration + params.frame_secs / 2.0 >= params.segment_secs => Some((s.msn + 1, 0)),
             Some(s) => Some((s.msn, s.parts.len())),
         }
     }
@@ -384,7 +373,6 @@ mod tests {
             target_duration: 2,
             part_target: 0.2,
             segment_secs: 2.0,
-            first_segment_secs: 0.2,
             frame_secs: 1.0 / 30.0,
             live_window: 6,
         };
