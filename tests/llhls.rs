@@ -699,7 +699,7 @@ async fn hls_js_plays_the_live_stream_in_low_latency_mode() {
     // It started on the first answer: no "playlist without segments" retry.
     assert!(!r["hls_errors"].as_array().unwrap().iter().any(|e| e == "levelEmptyError"), "{summary}");
     assert_eq!((r["video_width"].as_i64(), r["video_height"].as_i64()), (Some(1280), Some(720)), "{summary}");
-    // Low-latency mode in effect: hls.js loaded parts and aims at PART-HOLD-BACK (0.6 s),
+    // Low-latency mode in effect: hls.js loaded parts and aims at PART-HOLD-BACK (0.8 s),
     // not at the 3 × TD (6 s) a plain live player holds back.
     assert_eq!(r["ll_hls"], true, "hls.js saw no parts: {summary}");
     let target = r["target_latency_s"].as_f64().unwrap_or(f64::MAX);

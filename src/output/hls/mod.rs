@@ -323,7 +323,7 @@ mod tests {
         // 6 complete segments (the first one part long), 3 in the window, and 3 parts of the 7th.
         assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:4\n"), "{p}");
         assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.200\n"), "{p}");
-        assert!(p.contains("CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,HOLD-BACK=6.0,PART-HOLD-BACK=0.6\n"), "{p}");
+        assert!(p.contains("CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,HOLD-BACK=6.0,PART-HOLD-BACK=0.8\n"), "{p}");
         assert!(p.contains("#EXT-X-MAP:URI=\"../init.mp4\""), "{p}");
         assert!(p.contains("#EXT-X-PART:DURATION=0.2,URI=\"../seg_00007.0.m4s\",INDEPENDENT=YES\n"), "{p}");
         assert!(p.contains("#EXT-X-PART:DURATION=0.2,URI=\"../seg_00007.2.m4s\"\n"), "{p}");
