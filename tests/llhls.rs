@@ -664,6 +664,59 @@ async fn abr_ladder_with_rendition_reports() {
     server.assert_no_leftovers(10 * S).await;
 }
 
+/// Follows a live playlist part by part with blocking reloads and keeps when each new part
+/// was announced, so a failing player test can tell a stalled origin from a stalled player.
+struct PartWatch {
+    times: std::sync::Arc<std::sync::Mutex<Vec<(f64, u64, usize)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn watch_parts(server: &Server, url: &str) -> PartWatch {
+    let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (http, url, t) = (server.http().clone(), url.to_string(), times.clone());
+    let task = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut next: Option<(u64, usize)> = None;
+        loop {
+            let q = next.map(|(m, p)| format!("?_HLS_msn={m}&_HLS_part={p}")).unwrap_or_default();
+            let text = match http.get(format!("{url}{q}")).send().await {
+                Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if !text.starts_with("#EXTM3U") {
+                continue;
+            }
+            let p = parse(&text);
+            let Some(last) = p.segments.last() else { continue };
+            let (m, i) = p.last_part();
+            t.lock().unwrap().push((start.elapsed().as_secs_f64(), m, i));
+            next = Some(if last.duration.is_some() { (m + 1, 0) } else { (m, i + 1) });
+        }
+    });
+    PartWatch { times, task }
+}
+
+impl PartWatch {
+    /// The five longest gaps, as "at T s: G ms before MSN.PART".
+    fn gaps(&self) -> String {
+        let t = self.times.lock().unwrap();
+        let mut g: Vec<(f64, f64, u64, usize)> =
+            t.windows(2).map(|w| (w[1].0, (w[1].0 - w[0].0) * 1000.0, w[1].1, w[1].2)).collect();
+        g.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let s: Vec<String> = g.iter().take(5).map(|(at, d, m, p)| format!("at {at:.2} s: {d:.0} ms before {m}.{p}")).collect();
+        format!("{} parts seen; {}", t.len(), s.join(", "))
+    }
+}
+
+impl Drop for PartWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Issue 3 (5), (6): the player page roomcast serves (hls.js in low-latency mode, shipped in
 /// the binary) plays the live stream in a real Chromium (playwright-core, Debian's chromium)
 /// for 20 s without a stall.
@@ -675,6 +728,7 @@ async fn hls_js_plays_the_live_stream_in_low_latency_mode() {
     // CPU, so the egress and the player's Chromium do not starve each other on two cores.
     let id = server.start_web(&server.page("bench/clock.html")).await;
     let player = format!("{}/play/{id}/live.m3u8", server.url);
+    let arrivals = watch_parts(&server, &format!("{}/hls/{id}/live.m3u8", server.url));
     // The player's Chromium profile lives under the server's TMPDIR, so the leftover check
     // below covers it too.
     let out = tokio::process::Command::new("node")
@@ -688,7 +742,8 @@ async fn hls_js_plays_the_live_stream_in_low_latency_mode() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let r: serde_json::Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("play.mjs printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    let summary = format!("{r:#}");
+    // On failure, say whether the origin stopped publishing parts or the player fell behind.
+    let summary = format!("{r:#}\nlongest gaps between parts at the origin: {}", arrivals.gaps());
     assert!(out.status.success() && r["ok"] == true, "playback failed: {summary}");
     assert!(r["observed_s"].as_f64().unwrap() >= 19.5, "observed too briefly: {summary}");
     assert_eq!(r["stalls"], 0, "the player stalled: {summary}");

@@ -56,6 +56,9 @@
 //   "buffer_s": {"n","p50","min"}|null, // forward buffer sampled every 250 ms
 //   "playback_rate": number,      // video.playbackRate at the end
 //   "playback_rate_min": number, "playback_rate_max": number, // over the 250 ms samples
+//   "stall_events": [{"ms", "events": [string]}], // per stall: hls.js playlist/media loads and
+//                                 //  errors from 3 s before it to its end, as "T kind what"
+//                                 //  (T in ms from the stall's start)
 //   "g2g_ms": null | {            // with --clock: glass-to-glass latency of distinct clock frames
 //     "n", "p50", "p95", "min", "max",
 //     "misreads": int,            // presented frames whose clock failed validation (rejected)
@@ -150,7 +153,7 @@ function decodeClock(data, w, h, sx, sy) {
 function probe(opts, decodeClock) {
   const P = window.__rcProbe = {
     firstFrameEpoch: null, playingEpoch: null, observing: false, video: null,
-    fatalErrors: [], pageErrors: [], stalls: [], freezes: [], latency: [], buffer: [], rates: [],
+    fatalErrors: [], pageErrors: [], stalls: [], freezes: [], events: [], stallSpans: [], latency: [], buffer: [], rates: [],
     maxGap: 0, lastGlass: null, obsPresented0: null, presented: 0, dropped0: 0,
     g2g: [], misreads: 0, repeats: 0, misreadReasons: {}, lastN: -1, ll: false, width: 0, height: 0,
   };
@@ -158,8 +161,23 @@ function probe(opts, decodeClock) {
   function hookHls(hls) {
     if (!hls || hooked.has(hls) || typeof hls.on !== 'function') return;
     hooked.add(hls);
-    hls.on('hlsError', (_, d) => { if (d && d.fatal) P.fatalErrors.push(String(d.details)); });
+    hls.on('hlsError', (_, d) => {
+      if (d && d.fatal) P.fatalErrors.push(String(d.details));
+      log('error', String(d && d.details));
+    });
+    // What the player fetched and when, so a stall can be explained afterwards.
+    hls.on('hlsLevelLoaded', (_, d) => {
+      const l = d.details;
+      log('playlist', `${l.endSN}.${l.partList ? l.partList[l.partList.length - 1].index : '-'}`
+        + ` ${Math.round(d.stats.loading.end - d.stats.loading.start)}ms`);
+    });
+    hls.on('hlsFragLoaded', (_, d) => {
+      const st = (d.part || d.frag).stats.loading;
+      log('media', `${d.frag.sn}.${d.part ? d.part.index : '*'} ${Math.round(st.end - st.start)}ms`);
+    });
   }
+  // Last 600 events: [performance.now(), kind, text].
+  const log = (kind, text) => { P.events.push([performance.now(), kind, text]); if (P.events.length > 600) P.events.shift(); };
   let rc;
   Object.defineProperty(window, 'roomcast', {
     configurable: true, enumerable: true,
@@ -199,7 +217,7 @@ function probe(opts, decodeClock) {
     // A stall ends with the first new frame after it.
     if (stall && md.mediaTime > stall.ct) {
       const d = md.presentationTime - stall.from;
-      if (d > 100) P.stalls.push(d);
+      if (d > 100) { P.stalls.push(d); P.stallSpans.push([stall.from, md.presentationTime]); }
       stall = null;
     }
     if (!opts.clock) return;
@@ -267,7 +285,7 @@ function probe(opts, decodeClock) {
   }
   P.finish = () => {
     const v = P.video, now = performance.now();
-    if (stall && now - stall.from > 100) P.stalls.push(now - stall.from);
+    if (stall && now - stall.from > 100) { P.stalls.push(now - stall.from); P.stallSpans.push([stall.from, now]); }
     if (freezeFrom !== null && v && !v.paused && now - freezeFrom > 250) P.freezes.push(now - freezeFrom);
     P.observing = false;
     const q = v ? v.getVideoPlaybackQuality() : { droppedVideoFrames: 0 };
@@ -280,6 +298,12 @@ function probe(opts, decodeClock) {
       targetLatency: P.targetLatency ?? null, ll: P.ll, rates: P.rates,
       playbackRate: v ? v.playbackRate : null, g2g: P.g2g, misreads: P.misreads,
       misreadReasons: P.misreadReasons, repeats: P.repeats,
+      // Per stall, what the player did from 3 s before it to its end (ms relative to its start).
+      stallEvents: P.stallSpans.map(([from, to]) => ({
+        ms: Math.round(to - from),
+        events: P.events.filter(([t]) => t >= from - 3000 && t <= to + 200)
+          .map(([t, k, x]) => `${Math.round(t - from)} ${k} ${x}`),
+      })),
     };
   };
   P.state = () => ({
@@ -326,7 +350,7 @@ function blankResult(url, seconds, clock) {
     max_frame_gap_ms: 0, frames_presented: 0, fps_presented: 0, frames_dropped: 0, video_width: 0,
     video_height: 0, hls_errors: [], fatal: false, fatal_errors: [], page_errors: [], latency_s: null,
     target_latency_s: null, ll_hls: false, buffer_s: null, playback_rate: null, playback_rate_min: null,
-    playback_rate_max: null,
+    playback_rate_max: null, stall_events: [],
     g2g_ms: clock ? { n: 0, p50: null, p95: null, min: null, max: null, misreads: 0, repeats: 0, misread_reasons: {} } : null,
   };
 }
@@ -428,6 +452,7 @@ async function play(browser, a) {
     playback_rate: r.playbackRate,
     playback_rate_min: r.rates.length ? Math.min(...r.rates) : null,
     playback_rate_max: r.rates.length ? Math.max(...r.rates) : null,
+    stall_events: r.stallEvents,
     g2g_ms: a.clock
       ? { ...(roundQ(quantiles(r.g2g), 1) || out.g2g_ms), misreads: r.misreads, repeats: r.repeats,
         misread_reasons: r.misreadReasons }
