@@ -145,7 +145,7 @@ pub async fn serve(stream: Arc<Stream>, file: &str, query: Option<&str>, headers
             } else if file == rend.init_path() {
                 found = rend.init.clone().map(Resource::Init);
             } else if let Some((msn, part)) = rend.parse_part_path(file) {
-                found = Some(Resource::Part(r, msn, part as usize));
+                found = Some(Resource::Part(r, msn, part));
             }
             if found.is_some() {
                 break;

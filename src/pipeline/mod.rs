@@ -6,8 +6,9 @@
 //!   tee → queue → x264enc → h264parse → cmafmux(fragment = segment, chunk = part) → appsink
 //!   tee → queue → videoscale → caps(w×h) → x264enc → … → appsink   (one per ladder rung)
 //!
-//! pulsesrc(the egress's sound server) → audioconvert → audioresample → caps(rate, ch) → queue
-//!   → avenc_aac | opusenc → [aacparse] → tee → queue → each rendition's muxer
+//! pulsesrc(the egress's sound server; stamped by arrival) → audioconvert → audioresample
+//!   → caps(rate, ch) → queue(gate) → audiorate → avenc_aac | opusenc → [aacparse] → tee
+//!   → queue → each rendition's muxer
 //!
 //! Every branch has the same frame timestamps, GOP and fragment/chunk grid, so the
 //! renditions' segments and parts line up. With audio the muxer is `isofmp4mux` (CMAF allows
@@ -15,6 +16,7 @@
 //! audio with its video), without it `cmafmux`. Audio and video are stamped on one clock: the
 //! pipeline's, onto which capture times are mapped.
 
+pub mod audio_clock;
 pub mod encoder;
 
 use std::sync::Once;
@@ -238,13 +240,11 @@ impl Pipeline {
         }
         let drained = match self.events.as_mut() {
             Some(events) => tokio::time::timeout(timeout, async {
-                while let Some(ev) = events.recv().await {
-                    match ev {
-                        PipelineEvent::Eos => return Ok(()),
-                        PipelineEvent::Error(e) => return Err(anyhow!("while draining: {e}")),
-                    }
+                match events.recv().await {
+                    Some(PipelineEvent::Eos) => Ok(()),
+                    Some(PipelineEvent::Error(e)) => Err(anyhow!("while draining: {e}")),
+                    None => Err(anyhow!("bus closed while draining")),
                 }
-                Err(anyhow!("bus closed while draining"))
             })
             .await
             .unwrap_or_else(|_| Err(anyhow!("pipeline did not drain within {timeout:?}"))),
@@ -292,13 +292,19 @@ fn audio_branch(pipeline: &gst::Pipeline, a: &AudioInput, first_video_pts: Arc<A
         .property("buffer-time", 50_000i64)
         .build()
         .context("creating pulsesrc (apt install gstreamer1.0-pulseaudio)")?;
+    // A pure sample count (no resyncs), put onto the clock by audio_clock.
+    src.set_property_from_str("slave-method", "none");
+    audio_clock::stamp_by_arrival(&src.static_pad("src").context("pulsesrc has no src pad")?);
     let caps = gst::ElementFactory::make("capsfilter")
         .property(
             "caps",
             gst::Caps::builder("audio/x-raw").field("rate", spec.sample_rate as i32).field("channels", spec.channels as i32).build(),
         )
         .build()?;
+    // Leaky: while the gate holds the sound back for the first frame, the oldest goes rather
+    // than pulsesrc blocking (which would make it drop samples and leave a hole).
     let q = queue()?;
+    q.set_property_from_str("leaky", "downstream");
     let (enc, parse) = match spec.codec {
         AudioCodec::Aac => (
             // FFmpeg's native AAC-LC encoder (Debian's GStreamer has no fdkaacenc; voaacenc is
@@ -315,7 +321,15 @@ fn audio_branch(pipeline: &gst::Pipeline, a: &AudioInput, first_video_pts: Arc<A
         ),
     };
     let tee = make("tee")?;
-    let mut chain = vec![src.clone(), make("audioconvert")?, make("audioresample")?, caps, q.clone(), enc.clone()];
+    // Continuous sound whatever happened upstream (samples pulsesrc or the leaky queue
+    // dropped): gaps become silence, overlaps are cut, so a player's buffer never has a hole
+    // in it. Below 5 ms the timeline is trusted as it is.
+    let rate = gst::ElementFactory::make("audiorate")
+        .property("skip-to-first", true)
+        .property("tolerance", 5_000_000u64)
+        .build()
+        .context("creating audiorate")?;
+    let mut chain = vec![src.clone(), make("audioconvert")?, make("audioresample")?, caps, q.clone(), rate, enc.clone()];
     chain.extend(parse);
     chain.push(tee.clone());
     pipeline.add_many(&chain)?;

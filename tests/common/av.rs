@@ -21,6 +21,9 @@ pub struct AvReport {
     pub flashes: usize,
     pub beeps: usize,
     pub pairs: Vec<Pair>,
+    /// Onset times (s) of every flash and every beep, for telling which side moved.
+    pub flash_s: Vec<f64>,
+    pub beep_s: Vec<f64>,
 }
 
 impl AvReport {
@@ -141,5 +144,5 @@ pub fn analyse(input: &Path, fps: f64) -> AvReport {
             ((b - f).abs() < 0.4).then_some(Pair { at_s: f, offset_ms: (b - f) * 1000.0 })
         })
         .collect();
-    AvReport { flashes: flashes.len(), beeps: beeps.len(), pairs }
+    AvReport { flashes: flashes.len(), beeps: beeps.len(), pairs, flash_s: flashes, beep_s: beeps }
 }
