@@ -27,6 +27,15 @@ impl SoundServer {
     pub async fn start(pulseaudio: &str, sample_rate: u32, channels: u32, timeout: Duration) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("roomcast-pulse-").tempdir().context("creating the sound server's folder")?;
         let socket = dir.path().join("native");
+        // Clients (Chromium) open streams at the server's default rate: make it the sink's,
+        // or the server resamples every page's sound (Chromium asked for 44.1 kHz).
+        let conf = dir.path().join("pulse");
+        std::fs::create_dir_all(&conf).context("creating the sound server's config folder")?;
+        std::fs::write(
+            conf.join("daemon.conf"),
+            format!("default-sample-format = float32le\ndefault-sample-rate = {sample_rate}\ndefault-sample-channels = {channels}\n"),
+        )
+        .context("writing the sound server's daemon.conf")?;
         let mut cmd = Command::new(pulseaudio);
         cmd.args([
             "-n", // no default script: only the modules below
@@ -47,6 +56,8 @@ impl SoundServer {
         .env("HOME", dir.path())
         .env("XDG_RUNTIME_DIR", dir.path())
         .env("XDG_CONFIG_HOME", dir.path())
+        // As root it reads only /etc/pulse unless pointed here.
+        .env("PULSE_CONFIG_PATH", &conf)
         .env_remove("PULSE_SERVER")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
