@@ -121,7 +121,7 @@ async fn main() -> Result<()> {
 /// `roomcast run`: the same worker code as `serve`, in this process, writing HLS to `out`.
 async fn run_foreground(spec: JobSpec, out: PathBuf, duration: Option<f64>) -> Result<()> {
     let hls_spec = spec.hls.clone().context("no hls output")?;
-    let stream = Stream::new(&spec.egress_id, out.clone(), &spec.video, spec.audio_kbps(), &hls_spec);
+    let stream = Stream::new(&spec.egress_id, out.clone(), &spec.timing(&hls_spec), spec.video.as_ref(), spec.audio_kbps(), &hls_spec);
     let mut hls = HlsWriter::new(stream)?;
     let stop = CancellationToken::new();
     let (tx, mut rx) = mpsc::unbounded_channel();

@@ -12,6 +12,10 @@ pub struct ChunkMeta {
     pub duration_ns: u64,
     /// First chunk of a CMAF fragment: starts with an IDR and opens a new HLS segment.
     pub fragment_start: bool,
+    /// Decodable on its own: a fragment start, or any chunk of sound alone (every audio
+    /// frame is a sync sample).
+    #[serde(default)]
+    pub independent: bool,
     /// Wall-clock capture time of the first sample, ms since the Unix epoch.
     pub wallclock_ms: u64,
     /// Which rendition of the ABR ladder: 0 is the main picture.

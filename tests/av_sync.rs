@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::av::{analyse, median};
+use common::av::{analyse, beeps, median};
 use common::*;
 use serde_json::json;
 
@@ -135,6 +135,75 @@ async fn silent_page_gives_continuous_audio_and_video_only_gives_none() {
     let probe = ffprobe(&local_playlist(&server, &video_only, "playlist.m3u8").display().to_string());
     assert!(stream(&probe, "audio").is_none(), "video_only has no audio track: {probe}");
     server.assert_no_leftovers(10 * S).await;
+}
+
+/// Issue 4 (4): `audio_only` records the page's sound and nothing else: one AAC track, on
+/// an LL-HLS grid of whole AAC frames (9 of 1024 samples = 192 ms a part, ten a segment), a
+/// multivariant playlist without a picture size, blocking reloads as for any egress.
+#[tokio::test(flavor = "multi_thread")]
+async fn audio_only_records_the_sound_alone() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let id = server.start_egress(json!({"url": server.page("bench/avsync.html"), "segment_outputs": [{}], "audio_only": true})).await;
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    assert_eq!(server.sound_servers().len(), 1);
+    tokio::time::sleep(6 * S).await;
+    let base = format!("{}/hls/{id}", server.url);
+    let (status, master) = server.get_text(&format!("{base}/master.m3u8")).await;
+    assert_eq!(status, 200, "{master}");
+    assert!(master.contains("CODECS=\"mp4a.40.2\"") && !master.contains("RESOLUTION") && !master.contains("avc1"), "{master}");
+    let (_, live) = server.get_text(&format!("{base}/live.m3u8")).await;
+    assert!(live.contains("#EXT-X-PART-INF:PART-TARGET=0.192\n"), "{live}");
+    let parts: Vec<&str> = live.lines().filter(|l| l.starts_with("#EXT-X-PART:")).collect();
+    assert!(parts.len() >= 10, "{live}");
+    for p in &parts {
+        let d: f64 = p.split("DURATION=").nth(1).and_then(|x| x.split(',').next()).and_then(|x| x.parse().ok()).unwrap();
+        assert!((d - 0.192).abs() < 0.0005, "every part is 9 AAC frames: {p}\n{live}");
+        assert!(p.contains("INDEPENDENT=YES"), "every audio part is independent: {p}");
+    }
+    let extinf: Vec<f64> = live.lines().filter_map(|l| l.strip_prefix("#EXTINF:")).filter_map(|x| x.trim_end_matches(',').parse().ok()).collect();
+    assert!(extinf.iter().skip(1).all(|d| (d - 1.92).abs() < 0.0005), "segments of ten parts after the one-part first: {extinf:?}");
+    // A blocking reload for the hinted part answers once it exists, and lists it.
+    let hint = live.lines().find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:")).expect("a preload hint").to_string();
+    let uri = hint.split("URI=\"").nth(1).and_then(|x| x.split('"').next()).unwrap().to_string();
+    let (msn, part) = live_next(&live);
+    let started = std::time::Instant::now();
+    let (status, next) = server.get_text(&format!("{base}/live.m3u8?_HLS_msn={msn}&_HLS_part={part}")).await;
+    assert_eq!(status, 200, "{next}");
+    assert!(started.elapsed() < 2 * S && next.contains(&format!("URI=\"{uri}\"")), "{hint} not listed:\n{next}");
+    server.stop(&id, "EGRESS_COMPLETE").await;
+
+    let playlist = local_playlist(&server, &id, "playlist.m3u8");
+    let probe = ffprobe(&playlist.display().to_string());
+    let streams = probe["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "one track: {probe}");
+    let a = stream(&probe, "audio").expect("an audio track");
+    assert_eq!((a["codec_name"].as_str(), a["sample_rate"].as_str(), a["channels"].as_i64()), (Some("aac"), Some("48000"), Some(2)), "{a}");
+    let packets = audio_packets(&playlist);
+    for w in packets.windows(2) {
+        let gap = w[1].0 - (w[0].0 + w[0].1);
+        assert!(gap.abs() < 0.002, "audio gap of {gap:.4} s at {:.3} s", w[0].0);
+    }
+    let b = beeps(&playlist);
+    assert!(b.len() >= 6, "the beeps were recorded: {b:?}");
+    for w in b.windows(2) {
+        assert!((w[1] - w[0] - 1.0).abs() < 0.003, "a beep a second: {b:?}");
+    }
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// (msn, part) of the part after the last one a live playlist lists.
+fn live_next(live: &str) -> (u64, usize) {
+    let seq: u64 = live.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).unwrap().parse().unwrap();
+    let (mut msn, mut parts) = (seq, 0);
+    for l in live.lines() {
+        if l.starts_with("#EXT-X-PART:") {
+            parts += 1;
+        } else if l.starts_with("#EXTINF:") {
+            (msn, parts) = (msn + 1, 0);
+        }
+    }
+    (msn, parts)
 }
 
 /// Issue 4 (1), (2): two egresses at once, one beeping, one silent: the silent one records

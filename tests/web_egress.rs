@@ -108,7 +108,6 @@ async fn bad_input_gets_twirp_errors() {
         ("audio bitrate", "StartWebEgress", json!({"url": page, "segment_outputs": [{}], "advanced": {"audio_bitrate": 5000}}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
         ("opus at 44.1 kHz", "StartWebEgress", json!({"url": page, "segment_outputs": [{}], "advanced": {"audio_codec": "OPUS", "audio_frequency": 44100}}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
         ("both only", "StartWebEgress", json!({"url": page, "segment_outputs": [{}], "audio_only": true, "video_only": true}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
-        ("audio only", "StartWebEgress", json!({"url": page, "segment_outputs": [{}], "audio_only": true}).to_string(), Some(token(true)), "application/json", 501, "unimplemented"),
         ("mp3 audio", "StartWebEgress", json!({"url": page, "segment_outputs": [{}], "advanced": {"audio_codec": "AC_MP3"}}).to_string(), Some(token(true)), "application/json", 501, "unimplemented"),
         ("garbage json", "StartWebEgress", "{not json".into(), Some(token(true)), "application/json", 400, "malformed"),
         ("wrong field type", "StartWebEgress", json!({"url": 5}).to_string(), Some(token(true)), "application/json", 400, "malformed"),

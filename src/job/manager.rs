@@ -91,7 +91,7 @@ impl JobManager {
         }
         // Registered before the API answers, so players may ask for the playlist at once.
         let stream = spec.hls.as_ref().map(|h| {
-            let stream = Stream::new(&id, self.cfg.output_dir.join(&id), &spec.video, spec.audio_kbps(), h);
+            let stream = Stream::new(&id, self.cfg.output_dir.join(&id), &spec.timing(h), spec.video.as_ref(), spec.audio_kbps(), h);
             self.streams.insert(Arc::clone(&stream));
             tokio::spawn(Arc::clone(&stream).watchdog());
             stream

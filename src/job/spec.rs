@@ -76,49 +76,92 @@ pub const MULTIVARIANT_NAME: &str = "master.m3u8";
 
 /// The frame-exact timing grid of an HLS output: parts are a whole number of frames, segments
 /// a whole number of GOPs, so every part and segment duration is known before it is made and
-/// PART-TARGET / TARGETDURATION never change during a stream.
+/// PART-TARGET / TARGETDURATION never change during a stream. Without a picture the frames are
+/// the audio codec's (AAC: 1024 samples, Opus: 20 ms) and segments a whole number of parts.
 ///
 /// The first segment is a single part (the muxer is told to split there and requests a
 /// keyframe for it): players that need a whole segment before they start, as hls.js does, can
 /// then start one part after the first frame instead of one segment after it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HlsTiming {
-    pub fps: u32,
+    /// Frames per second as `rate_num / rate_den` (an AAC frame rate is not whole).
+    pub rate_num: u64,
+    pub rate_den: u64,
     pub part_frames: u32,
     pub segment_frames: u32,
+    /// The sound alone: every frame is a sync sample, and the muxer needs time to see where
+    /// the last frame of a part ends (see [`HlsTiming::mux_latency_ns`]).
+    pub audio_grid: bool,
 }
 
 impl HlsTiming {
-    pub fn new(video: &VideoSpec, hls: &HlsSpec) -> Self {
+    /// The grid of an egress's tracks: the picture's frames if it has one, else the sound's.
+    pub fn new(video: Option<&VideoSpec>, audio: Option<&AudioSpec>, hls: &HlsSpec) -> Self {
+        match (video, audio) {
+            (Some(v), _) => Self::video(v, hls),
+            (None, Some(a)) => Self::audio(a, hls),
+            // No tracks is refused when the request is read; any grid will do.
+            (None, None) => Self { rate_num: 30, rate_den: 1, part_frames: 6, segment_frames: 60, audio_grid: false },
+        }
+    }
+
+    fn video(video: &VideoSpec, hls: &HlsSpec) -> Self {
         let fps = video.framerate.max(1);
         let part_frames = ((hls.part_duration_ms as f64 * fps as f64 / 1000.0).round() as u32).max(1);
         let gop = crate::pipeline::encoder::gop_frames(video);
         // cmafmux cuts a fragment at the first keyframe at or after the fragment duration.
         let segment_frames = (hls.segment_duration * fps).div_ceil(gop).max(1) * gop;
-        Self { fps, part_frames, segment_frames }
+        Self { rate_num: fps as u64, rate_den: 1, part_frames, segment_frames, audio_grid: false }
+    }
+
+    fn audio(audio: &AudioSpec, hls: &HlsSpec) -> Self {
+        let samples = match audio.codec {
+            AudioCodec::Aac => 1024,
+            AudioCodec::Opus => audio.sample_rate as u64 / 50,
+        };
+        let (num, den) = (audio.sample_rate.max(1) as u64, samples);
+        let frame_ms = den as f64 * 1000.0 / num as f64;
+        let part_frames = ((hls.part_duration_ms as f64 / frame_ms).round() as u32).max(1);
+        let parts = ((hls.segment_duration as f64 * 1000.0) / (part_frames as f64 * frame_ms)).round().max(1.0) as u32;
+        Self { rate_num: num, rate_den: den, part_frames, segment_frames: part_frames * parts, audio_grid: true }
     }
 
     pub fn frame_secs(&self) -> f64 {
-        1.0 / self.fps as f64
+        self.rate_den as f64 / self.rate_num as f64
     }
 
-    /// Chunk duration for cmafmux, rounded down so the frame that starts the next part (whose
-    /// timestamp is also rounded down) is never counted into this one.
+    /// `frames` frames in ns, rounded down: a muxer cutting there never counts the frame that
+    /// starts the next part (whose timestamp is also rounded down) into this one.
+    fn frames_ns(&self, frames: u32) -> u64 {
+        frames as u64 * self.rate_den * 1_000_000_000 / self.rate_num
+    }
+
+    /// Chunk duration for the muxer.
     pub fn part_ns(&self) -> u64 {
-        self.part_frames as u64 * 1_000_000_000 / self.fps as u64
+        self.frames_ns(self.part_frames)
     }
 
     pub fn fragment_ns(&self) -> u64 {
-        self.segment_frames as u64 * 1_000_000_000 / self.fps as u64
+        self.frames_ns(self.segment_frames)
+    }
+
+    /// How long the muxer waits for a late stream before cutting without it. Video: never
+    /// needed (the picture drives the cut). Sound alone: fmp4mux closes a chunk once a frame
+    /// starting after its end is in, and the frame after that tells it the last one is
+    /// complete: about two frames after the part's end. Cut sooner (at the deadline of a live
+    /// aggregator with no latency of its own) and the part loses its last frame (measured: 8
+    /// of 9 AAC frames in every part).
+    pub fn mux_latency_ns(&self) -> u64 {
+        if self.audio_grid { 100_000_000 } else { 0 }
     }
 
     pub fn segment_secs(&self) -> f64 {
-        self.segment_frames as f64 / self.fps as f64
+        self.segment_frames as f64 * self.frame_secs()
     }
 
     /// PART-TARGET in seconds, rounded up to the millisecond.
     pub fn part_target(&self) -> f64 {
-        (self.part_frames as f64 * 1000.0 / self.fps as f64).ceil() / 1000.0
+        (self.part_frames as f64 * self.frame_secs() * 1000.0 - 1e-9).ceil() / 1000.0
     }
 
     /// EXT-X-TARGETDURATION: whole seconds, at least every segment's rounded duration.
@@ -140,7 +183,8 @@ pub struct JobSpec {
     pub url: String,
     pub await_start_signal: bool,
     pub start_timeout_secs: u64,
-    pub video: VideoSpec,
+    /// None for `audio_only` egresses.
+    pub video: Option<VideoSpec>,
     /// None for `video_only` egresses.
     pub audio: Option<AudioSpec>,
     pub hls: Option<HlsSpec>,
@@ -272,7 +316,7 @@ fn output_name(template: &str, default: &str, what: &str, now: &str) -> Result<S
     Ok(name)
 }
 
-fn hls_spec(out: &proto::SegmentedFileOutput, video: &VideoSpec, cfg: &Config) -> Result<HlsSpec, SpecError> {
+fn hls_spec(out: &proto::SegmentedFileOutput, video: Option<&VideoSpec>, cfg: &Config) -> Result<HlsSpec, SpecError> {
     if out.output.is_some() {
         return Err(SpecError::Unsupported(
             "cloud uploads (s3/gcp/azure/aliOSS) are not supported: roomcast serves segments from its own origin".into(),
@@ -305,8 +349,11 @@ fn hls_spec(out: &proto::SegmentedFileOutput, video: &VideoSpec, cfg: &Config) -
         segment_duration,
         part_duration_ms: cfg.hls.part_duration_ms,
         live_window: cfg.hls.live_window,
-        // A rung as large as the main picture would only repeat it.
-        ladder: cfg.hls.ladder.iter().filter(|r| r.width < video.width && r.height < video.height).cloned().collect(),
+        // A rung as large as the main picture would only repeat it; no picture, no rungs.
+        ladder: match video {
+            Some(v) => cfg.hls.ladder.iter().filter(|r| r.width < v.width && r.height < v.height).cloned().collect(),
+            None => vec![],
+        },
     })
 }
 
@@ -327,9 +374,6 @@ impl JobSpec {
         let url = check_page_url(&req.url)?;
         if req.audio_only && req.video_only {
             return Err(invalid("audio_only and video_only cannot both be set"));
-        }
-        if req.audio_only {
-            return Err(SpecError::Unsupported("audio_only is not supported yet: every egress records the page's picture (use video_only to drop the sound)".into()));
         }
         let mut segments: Vec<&proto::SegmentedFileOutput> = req.segment_outputs.iter().collect();
         match &req.output {
@@ -353,14 +397,16 @@ impl JobSpec {
         let Some(seg) = segments.first() else {
             return Err(invalid("no output: add a segment_outputs entry"));
         };
+        // Checked even for audio_only, so a bad request is refused the same either way.
         let video = video_spec(req.options.as_ref(), cfg)?;
         let audio = if req.video_only { None } else { Some(audio_spec(req.options.as_ref(), cfg)?) };
+        let video = if req.audio_only { None } else { Some(video) };
         Ok(JobSpec {
             egress_id: egress_id.to_string(),
             url,
             await_start_signal: req.await_start_signal,
             start_timeout_secs: cfg.timeouts.start_secs,
-            hls: Some(hls_spec(seg, &video, cfg)?),
+            hls: Some(hls_spec(seg, video.as_ref(), cfg)?),
             video,
             audio,
             browser: BrowserSpec::from_config(cfg),
@@ -372,6 +418,11 @@ impl JobSpec {
     /// The audio track's bitrate, 0 without audio.
     pub fn audio_kbps(&self) -> u32 {
         self.audio.as_ref().map(|a| a.bitrate_kbps).unwrap_or(0)
+    }
+
+    /// The timing grid of this egress's HLS output.
+    pub fn timing(&self, hls: &HlsSpec) -> HlsTiming {
+        HlsTiming::new(self.video.as_ref(), self.audio.as_ref(), hls)
     }
 }
 
@@ -401,9 +452,10 @@ mod tests {
     #[test]
     fn defaults_are_720p30_with_2s_keyframes() {
         let spec = JobSpec::from_web_request("EG_x", &req("http://127.0.0.1/a"), &Config::default()).unwrap();
-        assert_eq!((spec.video.width, spec.video.height, spec.video.framerate), (1280, 720, 30));
-        assert_eq!(spec.video.bitrate_kbps, 3000);
-        assert_eq!(spec.video.keyframe_interval, 2.0);
+        let v = spec.video.as_ref().unwrap();
+        assert_eq!((v.width, v.height, v.framerate), (1280, 720, 30));
+        assert_eq!(v.bitrate_kbps, 3000);
+        assert_eq!(v.keyframe_interval, 2.0);
         let hls = spec.hls.unwrap();
         assert_eq!((hls.playlist_name.as_str(), hls.segment_duration), ("playlist.m3u8", 2));
     }
@@ -412,7 +464,7 @@ mod tests {
     fn preset_and_advanced_are_honoured() {
         let mut r = req("https://example.test/");
         r.options = Some(Options::Preset(proto::EncodingOptionsPreset::H2641080p30 as i32));
-        let v = JobSpec::from_web_request("e", &r, &Config::default()).unwrap().video;
+        let v = JobSpec::from_web_request("e", &r, &Config::default()).unwrap().video.unwrap();
         assert_eq!((v.width, v.height, v.bitrate_kbps), (1920, 1080, 4500));
         r.options = Some(Options::Advanced(proto::EncodingOptions {
             width: 640,
@@ -423,7 +475,7 @@ mod tests {
             video_codec: proto::VideoCodec::H264High as i32,
             ..Default::default()
         }));
-        let v = JobSpec::from_web_request("e", &r, &Config::default()).unwrap().video;
+        let v = JobSpec::from_web_request("e", &r, &Config::default()).unwrap().video.unwrap();
         assert_eq!((v.width, v.height, v.framerate, v.bitrate_kbps, v.keyframe_interval), (640, 360, 25, 800, 1.0));
         assert_eq!(v.profile, "high");
     }
@@ -448,18 +500,37 @@ mod tests {
     #[test]
     fn timing_is_frame_exact() {
         let mut spec = JobSpec::from_web_request("e", &req("http://a/"), &Config::default()).unwrap();
-        let t = HlsTiming::new(&spec.video, spec.hls.as_ref().unwrap());
+        let t = spec.timing(spec.hls.as_ref().unwrap());
         assert_eq!((t.part_frames, t.segment_frames, t.part_ns(), t.target_duration()), (6, 60, 200_000_000, 2));
         assert_eq!(t.part_target(), 0.2);
         // 250 ms at 30 fps is 7.5 frames: rounded to 8 frames, PART-TARGET ceiled to the ms.
-        let hls = spec.hls.as_mut().unwrap();
-        hls.part_duration_ms = 250;
-        let t = HlsTiming::new(&spec.video, hls);
+        spec.hls.as_mut().unwrap().part_duration_ms = 250;
+        let t = spec.timing(spec.hls.as_ref().unwrap());
         assert_eq!((t.part_frames, t.part_target()), (8, 0.267));
         // A GOP longer than the segment stretches segments to whole GOPs.
-        spec.video.keyframe_interval = 3.0;
-        let t = HlsTiming::new(&spec.video, spec.hls.as_ref().unwrap());
+        spec.hls.as_mut().unwrap().part_duration_ms = 200;
+        spec.video.as_mut().unwrap().keyframe_interval = 3.0;
+        let t = spec.timing(spec.hls.as_ref().unwrap());
         assert_eq!((t.segment_frames, t.target_duration()), (90, 3));
+    }
+
+    #[test]
+    fn audio_only_has_no_picture_and_an_aac_frame_grid() {
+        let mut r = req("http://a/");
+        r.audio_only = true;
+        let spec = JobSpec::from_web_request("e", &r, &Config::default()).unwrap();
+        assert!(spec.video.is_none() && spec.audio.is_some());
+        let t = spec.timing(spec.hls.as_ref().unwrap());
+        // 200 ms is 9.4 AAC frames at 48 kHz: 9 frames (192 ms) a part, ten parts a segment.
+        assert_eq!((t.part_frames, t.segment_frames, t.part_target(), t.target_duration()), (9, 90, 0.192, 2));
+        assert_eq!(t.part_ns(), 192_000_000);
+        // Opus frames are 20 ms: 200 ms parts exactly.
+        r.options = Some(Options::Advanced(proto::EncodingOptions { audio_codec: proto::AudioCodec::Opus as i32, ..Default::default() }));
+        let spec = JobSpec::from_web_request("e", &r, &Config::default()).unwrap();
+        let t = spec.timing(spec.hls.as_ref().unwrap());
+        assert_eq!((t.part_frames, t.segment_frames, t.part_ns(), t.part_target()), (10, 100, 200_000_000, 0.2));
+        r.video_only = true;
+        assert!(matches!(JobSpec::from_web_request("e", &r, &Config::default()), Err(SpecError::Invalid(_))));
     }
 
     #[test]

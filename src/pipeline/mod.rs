@@ -66,7 +66,8 @@ const UNSET: u64 = u64::MAX;
 
 pub struct Pipeline {
     pipeline: gst::Pipeline,
-    appsrc: gst_app::AppSrc,
+    /// None for audio only.
+    appsrc: Option<gst_app::AppSrc>,
     audio_src: Option<gst::Element>,
     /// PTS of the first video frame: audio before it is dropped, so every stream (and the
     /// first fragment) starts with the picture.
@@ -88,66 +89,30 @@ fn make(factory: &str) -> Result<gst::Element> {
 }
 
 impl Pipeline {
-    /// Builds the pipeline; chunks go to `out` from GStreamer's streaming thread.
-    pub fn build(video: &VideoSpec, audio: Option<AudioInput>, hls: &HlsSpec, out: mpsc::UnboundedSender<MuxOutput>) -> Result<Self> {
+    /// Builds the pipeline; chunks go to `out` from GStreamer's streaming thread. Without
+    /// `video` (audio only) the sound is muxed alone, on its own frames' grid.
+    pub fn build(video: Option<&VideoSpec>, audio: Option<AudioInput>, hls: &HlsSpec, out: mpsc::UnboundedSender<MuxOutput>) -> Result<Self> {
         init()?;
         let pipeline = gst::Pipeline::with_name("egress");
-        let appsrc = gst_app::AppSrc::builder()
-            .name("capture")
-            .is_live(true)
-            .format(gst::Format::Time)
-            .caps(&gst::Caps::builder("image/jpeg").build())
-            // Bounded: if the encoder falls behind, old frames go rather than memory.
-            .max_time(Some(gst::ClockTime::from_seconds(1)))
-            .leaky_type(gst_app::AppLeakyType::Downstream)
-            .build();
-        let jpegdec = make("jpegdec")?;
-        let scale = make("videoscale")?;
-        let convert = make("videoconvert")?;
-        let size_caps = gst::ElementFactory::make("capsfilter")
-            .property(
-                "caps",
-                gst::Caps::builder("video/x-raw")
-                    .field("format", "I420")
-                    .field("width", video.width as i32)
-                    .field("height", video.height as i32)
-                    .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-                    .build(),
-            )
-            .build()?;
-        let rate = gst::ElementFactory::make("videorate").property("skip-to-first", true).build()?;
-        let rate_caps = gst::ElementFactory::make("capsfilter")
-            .property(
-                "caps",
-                gst::Caps::builder("video/x-raw").field("framerate", gst::Fraction::new(video.framerate as i32, 1)).build(),
-            )
-            .build()?;
-        let tee = make("tee")?;
-        let head = [appsrc.upcast_ref::<gst::Element>(), &jpegdec, &scale, &convert, &size_caps, &rate, &rate_caps, &tee];
-        pipeline.add_many(head)?;
-        gst::Element::link_many(head).context("linking the capture half of the pipeline")?;
-        let first_video_pts = Arc::new(AtomicU64::new(UNSET));
+        let timing = HlsTiming::new(video, audio.as_ref().map(|a| a.spec), hls);
+        // Audio only: nothing to wait for, no sound to drop.
+        let first_video_pts = Arc::new(AtomicU64::new(if video.is_some() { UNSET } else { 0 }));
         let audio_tee = match &audio {
-            Some(a) => Some(audio_branch(&pipeline, a, Arc::clone(&first_video_pts))?),
+            Some(a) => Some(audio_branch(&pipeline, a, Arc::clone(&first_video_pts), video.is_some())?),
             None => None,
         };
-        let timing = HlsTiming::new(video, hls);
-        let main = (video.width, video.height, video.bitrate_kbps);
-        let rungs = std::iter::once(main).chain(hls.ladder.iter().map(|r| (r.width, r.height, r.bitrate_kbps)));
-        for (rendition, (width, height, bitrate_kbps)) in rungs.enumerate() {
-            let v = VideoSpec { width, height, bitrate_kbps, ..video.clone() };
-            let branch = encode_branch(&v, rendition > 0, audio.is_some(), &timing, rendition, out.clone())?;
-            let refs: Vec<&gst::Element> = branch.iter().collect();
-            pipeline.add_many(&refs)?;
-            gst::Element::link_many(&refs).context("linking an encoder branch")?;
-            tee.link(&branch[0]).context("linking the tee")?;
-            if let Some((tee, ..)) = &audio_tee {
-                let queue = queue()?;
-                let mux = &branch[branch.len() - 2];
-                pipeline.add(&queue)?;
-                gst::Element::link_many([tee, &queue, mux]).context("linking the audio into a muxer")?;
+        let appsrc = match video {
+            Some(video) => Some(video_branches(&pipeline, video, hls, &timing, audio_tee.as_ref().map(|a| &a.0), &out)?),
+            None => {
+                let (tee, ..) = audio_tee.as_ref().ok_or_else(|| anyhow!("an egress needs a picture or a sound"))?;
+                let (mux, sink) = mux_to_appsink("cmafmux", &timing, 0, out)?;
+                let q = queue()?;
+                pipeline.add_many([&q, &mux, &sink])?;
+                gst::Element::link_many([tee, &q, &mux, &sink]).context("linking the sound into its muxer")?;
+                split_after_first_part(&q.static_pad("src").context("queue has no src pad")?, &mux, timing.part_ns());
+                None
             }
-        }
+        };
         let (audio_src, audio_gate) = match audio_tee {
             Some((_, src, gate)) => (Some(src), gate),
             None => (None, None),
@@ -227,13 +192,16 @@ impl Pipeline {
         }
         let mut buf = gst::Buffer::from_slice(jpeg);
         buf.get_mut().expect("new buffer is writable").set_pts(gst::ClockTime::from_nseconds(pts));
-        self.appsrc.push_buffer(buf).map_err(|e| anyhow!("pushing a frame: {e:?}"))?;
+        let appsrc = self.appsrc.as_ref().ok_or_else(|| anyhow!("an audio-only pipeline takes no frames"))?;
+        appsrc.push_buffer(buf).map_err(|e| anyhow!("pushing a frame: {e:?}"))?;
         Ok(())
     }
 
     /// Ends the stream and waits (bounded) until every chunk is out, then stops.
     pub async fn finish(mut self, timeout: Duration) -> Result<()> {
-        let _ = self.appsrc.end_of_stream();
+        if let Some(appsrc) = &self.appsrc {
+            let _ = appsrc.end_of_stream();
+        }
         if let Some(src) = &self.audio_src {
             // A live source ends only when told to.
             src.send_event(gst::event::Eos::new());
@@ -267,6 +235,66 @@ impl Drop for Pipeline {
     }
 }
 
+/// The picture: appsrc → … → tee, then an encoder branch per rendition, each muxer also fed
+/// from the sound's tee if there is one. Returns the appsrc frames are pushed into.
+fn video_branches(
+    pipeline: &gst::Pipeline,
+    video: &VideoSpec,
+    hls: &HlsSpec,
+    timing: &HlsTiming,
+    audio_tee: Option<&gst::Element>,
+    out: &mpsc::UnboundedSender<MuxOutput>,
+) -> Result<gst_app::AppSrc> {
+    let appsrc = gst_app::AppSrc::builder()
+        .name("capture")
+        .is_live(true)
+        .format(gst::Format::Time)
+        .caps(&gst::Caps::builder("image/jpeg").build())
+        // Bounded: if the encoder falls behind, old frames go rather than memory.
+        .max_time(Some(gst::ClockTime::from_seconds(1)))
+        .leaky_type(gst_app::AppLeakyType::Downstream)
+        .build();
+    let jpegdec = make("jpegdec")?;
+    let scale = make("videoscale")?;
+    let convert = make("videoconvert")?;
+    let size_caps = gst::ElementFactory::make("capsfilter")
+        .property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("width", video.width as i32)
+                .field("height", video.height as i32)
+                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                .build(),
+        )
+        .build()?;
+    let rate = gst::ElementFactory::make("videorate").property("skip-to-first", true).build()?;
+    let rate_caps = gst::ElementFactory::make("capsfilter")
+        .property("caps", gst::Caps::builder("video/x-raw").field("framerate", gst::Fraction::new(video.framerate as i32, 1)).build())
+        .build()?;
+    let tee = make("tee")?;
+    let head = [appsrc.upcast_ref::<gst::Element>(), &jpegdec, &scale, &convert, &size_caps, &rate, &rate_caps, &tee];
+    pipeline.add_many(head)?;
+    gst::Element::link_many(head).context("linking the capture half of the pipeline")?;
+    let main = (video.width, video.height, video.bitrate_kbps);
+    let rungs = std::iter::once(main).chain(hls.ladder.iter().map(|r| (r.width, r.height, r.bitrate_kbps)));
+    for (rendition, (width, height, bitrate_kbps)) in rungs.enumerate() {
+        let v = VideoSpec { width, height, bitrate_kbps, ..video.clone() };
+        let branch = encode_branch(&v, rendition > 0, audio_tee.is_some(), timing, rendition, out.clone())?;
+        let refs: Vec<&gst::Element> = branch.iter().collect();
+        pipeline.add_many(&refs)?;
+        gst::Element::link_many(&refs).context("linking an encoder branch")?;
+        tee.link(&branch[0]).context("linking the tee")?;
+        if let Some(audio_tee) = audio_tee {
+            let queue = queue()?;
+            let mux = &branch[branch.len() - 2];
+            pipeline.add(&queue)?;
+            gst::Element::link_many([audio_tee, &queue, mux]).context("linking the audio into a muxer")?;
+        }
+    }
+    Ok(appsrc)
+}
+
 fn queue() -> Result<gst::Element> {
     Ok(gst::ElementFactory::make("queue")
         .property("max-size-buffers", 0u32)
@@ -280,7 +308,7 @@ fn queue() -> Result<gst::Element> {
 /// holds the audio until the first frame.
 type AudioBranch = (gst::Element, gst::Element, Option<(gst::Pad, gst::PadProbeId)>);
 
-fn audio_branch(pipeline: &gst::Pipeline, a: &AudioInput, first_video_pts: Arc<AtomicU64>) -> Result<AudioBranch> {
+fn audio_branch(pipeline: &gst::Pipeline, a: &AudioInput, first_video_pts: Arc<AtomicU64>, gated: bool) -> Result<AudioBranch> {
     let spec = a.spec;
     let src = gst::ElementFactory::make("pulsesrc")
         .property("server", a.server)
@@ -335,7 +363,10 @@ fn audio_branch(pipeline: &gst::Pipeline, a: &AudioInput, first_video_pts: Arc<A
     pipeline.add_many(&chain)?;
     gst::Element::link_many(&chain).context("linking the audio branch")?;
     let gate_pad = q.static_pad("src").context("queue has no src pad")?;
-    let gate = gate_pad.add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, |_, _| gst::PadProbeReturn::Ok).map(|id| (gate_pad, id));
+    let gate = match gated {
+        true => gate_pad.add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, |_, _| gst::PadProbeReturn::Ok).map(|id| (gate_pad, id)),
+        false => None,
+    };
     // Shift by the capture path's fixed latency, and start with the picture.
     let offset_ns = spec.offset_ms as i64 * 1_000_000;
     let pad = enc.static_pad("sink").context("the audio encoder has no sink pad")?;
@@ -383,18 +414,34 @@ fn encode_branch(
         );
     }
     let (enc, enc_caps) = encoder::x264(v)?;
-    let muxer = if with_audio { "isofmp4mux" } else { "cmafmux" };
+    let (mux, sink) = mux_to_appsink(if with_audio { "isofmp4mux" } else { "cmafmux" }, timing, rendition, out)?;
+    let parse = make("h264parse")?;
+    split_after_first_part(&parse.static_pad("src").context("h264parse has no src pad")?, &mux, timing.part_ns());
+    chain.extend([enc, enc_caps, parse, mux, sink]);
+    Ok(chain)
+}
+
+/// A muxer cutting fragments (segments) and chunks (parts) on the grid, and the appsink that
+/// hands its output to `out` as the chunks of `rendition`.
+fn mux_to_appsink(
+    muxer: &str,
+    timing: &HlsTiming,
+    rendition: usize,
+    out: mpsc::UnboundedSender<MuxOutput>,
+) -> Result<(gst::Element, gst::Element)> {
     let mux = gst::ElementFactory::make(muxer)
         .property("fragment-duration", gst::ClockTime::from_nseconds(timing.fragment_ns()))
         .property("chunk-duration", gst::ClockTime::from_nseconds(timing.part_ns()))
+        .property("latency", gst::ClockTime::from_nseconds(timing.mux_latency_ns()))
         .build()
         .with_context(|| format!("creating {muxer}"))?;
     let sink = gst_app::AppSink::builder().sync(false).buffer_list(true).build();
+    let all_sync = timing.audio_grid;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                for item in split_sample(&sample, rendition) {
+                for item in split_sample(&sample, rendition, all_sync) {
                     if out.send(item).is_err() {
                         return Err(gst::FlowError::Flushing);
                     }
@@ -403,18 +450,14 @@ fn encode_branch(
             })
             .build(),
     );
-    let parse = make("h264parse")?;
-    split_after_first_part(&parse, &mux, timing.part_ns())?;
-    chain.extend([enc, enc_caps, parse, mux, sink.upcast()]);
-    Ok(chain)
+    Ok((mux, sink.upcast()))
 }
 
 /// Makes the first fragment (hence the first segment) a single part: on the first buffer
 /// into the muxer, asks it to split one part later. The muxer then requests a keyframe there
 /// from the encoder, and schedules every later fragment a whole segment after the previous
 /// one, on the encoder's GOP cadence. See [`HlsTiming`] for why.
-fn split_after_first_part(upstream: &gst::Element, mux: &gst::Element, part_ns: u64) -> Result<()> {
-    let pad = upstream.static_pad("src").context("h264parse has no src pad")?;
+fn split_after_first_part(pad: &gst::Pad, mux: &gst::Element, part_ns: u64) {
     let mux = mux.downgrade();
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
@@ -429,13 +472,13 @@ fn split_after_first_part(upstream: &gst::Element, mux: &gst::Element, part_ns: 
         }
         gst::PadProbeReturn::Remove
     });
-    Ok(())
 }
 
 /// Splits one cmafmux output (a buffer list) into the init segment and the chunk.
 /// cmafmux marks the init segment DISCONT|HEADER, each fragment/chunk header HEADER
 /// (plus DELTA_UNIT when it is a chunk inside a fragment), and media buffers DELTA_UNIT.
-fn split_sample(sample: &gst::Sample, rendition: usize) -> Vec<MuxOutput> {
+/// `all_sync`: every frame is a sync sample (sound alone), so every chunk is independent.
+fn split_sample(sample: &gst::Sample, rendition: usize, all_sync: bool) -> Vec<MuxOutput> {
     let mut out = Vec::new();
     let buffers: Vec<gst::Buffer> = match (sample.buffer_list(), sample.buffer()) {
         (Some(list), _) => list.iter_owned().collect(),
@@ -466,6 +509,7 @@ fn split_sample(sample: &gst::Sample, rendition: usize) -> Vec<MuxOutput> {
                 pts_ns: running(buf.pts()),
                 duration_ns: buf.duration().map(|t| t.nseconds()).unwrap_or(0),
                 fragment_start: !flags.contains(gst::BufferFlags::DELTA_UNIT),
+                independent: all_sync || !flags.contains(gst::BufferFlags::DELTA_UNIT),
                 wallclock_ms: 0,
                 rendition,
             };

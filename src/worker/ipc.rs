@@ -152,7 +152,7 @@ mod tests {
             FromWorker::Event(WorkerEvent::Active),
             FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(1, Bytes::from_static(b"init")))),
             FromWorker::Event(WorkerEvent::Media(MuxOutput::Chunk(
-                ChunkMeta { pts_ns: 1, duration_ns: 2, fragment_start: true, wallclock_ms: 3, rendition: 2 },
+                ChunkMeta { pts_ns: 1, duration_ns: 2, fragment_start: true, independent: true, wallclock_ms: 3, rendition: 2 },
                 Bytes::from_static(b"chunk"),
             ))),
             FromWorker::Ended(Some("boom".into())),

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::browser::{self, Chromium};
-use crate::capture::{epoch_now, pulse::SoundServer, screencast, Pacer};
+use crate::capture::{epoch_now, pulse::SoundServer, screencast, Frame, Pacer};
 use crate::job::spec::JobSpec;
 use crate::media::MuxOutput;
 use crate::pipeline::{AudioInput, PipelineEvent, Pipeline};
@@ -31,10 +31,45 @@ pub enum WorkerEvent {
 /// How long a stopping pipeline may take to push out its last chunks.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The page size of an audio-only egress: nothing is captured, but layouts expect a viewport.
+const AUDIO_ONLY_VIEWPORT: (u32, u32) = (1280, 720);
+
+/// The page's picture as it comes: screencast frames, and the pacer that repeats the last one
+/// while the page paints nothing new.
+struct Picture {
+    frames: mpsc::Receiver<Frame>,
+    pacer: Pacer,
+    tick: tokio::time::Interval,
+}
+
+enum Next {
+    /// A frame to push: a new one from the page, or the last one again.
+    Frame { frame: Frame, fresh: bool },
+    /// The pacer's tick found a fresh frame recent enough: nothing to push.
+    Nothing,
+    /// The screencast ended: the page or browser went away.
+    Ended,
+}
+
+/// What the picture brings next; never anything without a picture.
+async fn next_frame(picture: &mut Option<Picture>) -> Next {
+    let Some(p) = picture else { return std::future::pending().await };
+    tokio::select! {
+        f = p.frames.recv() => match f {
+            Some(f) => Next::Frame { frame: p.pacer.fresh(f, epoch_now()), fresh: true },
+            None => Next::Ended,
+        },
+        _ = p.tick.tick() => match p.pacer.tick(epoch_now()) {
+            Some(frame) => Next::Frame { frame, fresh: false },
+            None => Next::Nothing,
+        },
+    }
+}
+
 /// Runs the egress until `stop` (or the page's END_RECORDING) and returns once every chunk has
 /// been sent; an error says why the egress failed. Chromium is always ended before returning.
 pub async fn run(spec: &JobSpec, events: mpsc::UnboundedSender<WorkerEvent>, stop: CancellationToken) -> Result<()> {
-    let v = &spec.video;
+    let (width, height) = spec.video.as_ref().map(|v| (v.width, v.height)).unwrap_or(AUDIO_ONLY_VIEWPORT);
     let start_timeout = Duration::from_secs(spec.start_timeout_secs);
     // The page's sound server first, so Chromium's audio output opens on it.
     let sound = match &spec.audio {
@@ -51,7 +86,7 @@ pub async fn run(spec: &JobSpec, events: mpsc::UnboundedSender<WorkerEvent>, sto
     let (mux_tx, mux_rx) = mpsc::unbounded_channel();
     let audio = spec.audio.as_ref().zip(sound.as_ref()).map(|(a, s)| (a, s.address(), s.monitor()));
     let audio_input = audio.as_ref().map(|(a, addr, mon)| AudioInput { spec: a, server: addr, device: mon });
-    let mut pipe = Pipeline::build(v, audio_input, hls, mux_tx)?;
+    let mut pipe = Pipeline::build(spec.video.as_ref(), audio_input, hls, mux_tx)?;
     pipe.start().await?;
     if let Some(sound) = &sound {
         // The recorder is connected once the pipeline plays: let its latency take effect.
@@ -60,7 +95,7 @@ pub async fn run(spec: &JobSpec, events: mpsc::UnboundedSender<WorkerEvent>, sto
     }
     let address = sound.as_ref().map(|s| s.address());
     let mut chromium = tokio::select! {
-        c = Chromium::launch(&spec.browser, v.width, v.height, address.as_deref(), start_timeout) => c?,
+        c = Chromium::launch(&spec.browser, width, height, address.as_deref(), start_timeout) => c?,
         _ = stop.cancelled() => return Ok(()),
     };
     let _ = events.send(WorkerEvent::BrowserStarted { pid: chromium.pid() });
@@ -78,9 +113,9 @@ async fn capture(
     events: &mpsc::UnboundedSender<WorkerEvent>,
     stop: &CancellationToken,
 ) -> Result<()> {
-    let v = &spec.video;
+    let (width, height) = spec.video.as_ref().map(|v| (v.width, v.height)).unwrap_or(AUDIO_ONLY_VIEWPORT);
     let start_timeout = Duration::from_secs(spec.start_timeout_secs);
-    let page = chromium.new_page(v.width, v.height).await?;
+    let page = chromium.new_page(width, height).await?;
     // Only subscribed when the page's signals matter: an unread console would buffer forever.
     let mut console = match spec.await_start_signal {
         true => Some(browser::console(&page).await?),
@@ -121,33 +156,40 @@ async fn capture(
         }
     });
 
-    // Headless Chrome paints at 60 Hz; skip compositor frames we would drop anyway.
-    let every_nth = (60 / v.framerate.max(1)).max(1);
-    let mut frames = screencast::start(&page, v.width, v.height, v.jpeg_quality, every_nth).await?;
-    let mut pacer = Pacer::new(v.framerate);
-    let mut tick = tokio::time::interval(pacer.tick_every());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut active = false;
+    let mut picture = match &spec.video {
+        Some(v) => {
+            // Headless Chrome paints at 60 Hz; skip compositor frames we would drop anyway.
+            let every_nth = (60 / v.framerate.max(1)).max(1);
+            let frames = screencast::start(&page, v.width, v.height, v.jpeg_quality, every_nth).await?;
+            let pacer = Pacer::new(v.framerate);
+            let mut tick = tokio::time::interval(pacer.tick_every());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            Some(Picture { frames, pacer, tick })
+        }
+        None => None,
+    };
+    // Audio only: recording from the moment the page is up.
+    let mut active = picture.is_none();
+    if active {
+        let _ = events.send(WorkerEvent::Active);
+    }
     let outcome: Result<()> = loop {
         tokio::select! {
-            frame = frames.recv() => match frame {
-                Some(f) => {
-                    let f = pacer.fresh(f, epoch_now());
+            next = next_frame(&mut picture) => match next {
+                Next::Frame { frame: f, fresh } => {
                     if let Err(e) = pipe.push_jpeg(f.jpeg, f.captured_at) { break Err(e) }
-                    if !active {
+                    if fresh && !active {
                         active = true;
                         let _ = events.send(WorkerEvent::Active);
                     }
                 }
-                None => {
+                Next::Nothing => {}
+                Next::Ended => {
                     // The page or browser went away; prefer the browser's own exit reason.
                     let why = tokio::time::timeout(Duration::from_secs(2), chromium.exited()).await
                         .unwrap_or_else(|_| "screencast ended: the page was closed".into());
                     break Err(anyhow!(why));
                 }
-            },
-            _ = tick.tick() => if let Some(f) = pacer.tick(epoch_now()) {
-                if let Err(e) = pipe.push_jpeg(f.jpeg, f.captured_at) { break Err(e) }
             },
             ev = pipe_events.recv() => break Err(match ev {
                 Some(PipelineEvent::Error(e)) => anyhow!("pipeline error: {e}"),
@@ -164,8 +206,10 @@ async fn capture(
             _ = stop.cancelled() => break Ok(()),
         }
     };
-    info!(captured = pacer.captured, repeated = pacer.repeated, "capture ended");
-    let _ = tokio::time::timeout(Duration::from_secs(1), screencast::stop(&page)).await;
+    if let Some(p) = &picture {
+        info!(captured = p.pacer.captured, repeated = p.pacer.repeated, "capture ended");
+        let _ = tokio::time::timeout(Duration::from_secs(1), screencast::stop(&page)).await;
+    }
     // Drain even after a failure: what was captured is flushed, not lost.
     pipe.put_events(pipe_events);
     let drained = pipe.finish(DRAIN_TIMEOUT).await;

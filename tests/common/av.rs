@@ -128,6 +128,13 @@ fn beep_onsets(input: &Path, a_start: f64) -> Vec<f64> {
 
 /// Decodes `input` (a playlist or file with one video and one audio stream) and pairs each
 /// flash with the beep nearest to it (within 0.4 s).
+/// Onset times (s) of the beeps in a recording's first audio track.
+pub fn beeps(input: &Path) -> Vec<f64> {
+    let out = Command::new("ffprobe").args(["-v", "error", "-show_streams", "-of", "json"]).arg(input).output().expect("ffprobe");
+    let probe: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    beep_onsets(input, stream_start(&probe, "audio"))
+}
+
 pub fn analyse(input: &Path, fps: f64) -> AvReport {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-show_streams", "-of", "json"])

@@ -138,7 +138,7 @@ impl HlsWriter {
         let part = Part {
             duration: meta.duration_ns as f64 / 1e9,
             // Each CMAF fragment, hence each segment, starts with an IDR.
-            independent: meta.fragment_start,
+            independent: meta.independent,
             data,
             published_us: epoch_us(),
         };
@@ -289,7 +289,7 @@ mod tests {
         let spec = JobSpec::from_web_request("EG_t", &req, &Config::default()).unwrap();
         let mut hls = spec.hls.clone().unwrap();
         hls.live_window = 3;
-        Stream::new("EG_t", dir.to_path_buf(), &spec.video, spec.audio_kbps(), &hls)
+        Stream::new("EG_t", dir.to_path_buf(), &spec.timing(&hls), spec.video.as_ref(), spec.audio_kbps(), &hls)
     }
 
     fn chunk(i: u64) -> MuxOutput {
@@ -299,6 +299,7 @@ mod tests {
                 duration_ns: 200_000_000,
                 // The real grid: a one-part first segment, then 10 parts per segment.
                 fragment_start: i % 10 == 1 || i == 0,
+                independent: i % 10 == 1 || i == 0,
                 wallclock_ms: 1_700_000_000_000 + i * 200,
                 rendition: 0,
             },

@@ -151,32 +151,33 @@ pub fn render_multivariant(state: &State, params: &Params, path: &str, live: boo
         let codec = rend.codec.as_ref()?;
         // BANDWIDTH is the peak: x264 CBR with a 1 s VBV stays well within 1.2 × the target.
         let avg = rend.bitrate_kbps as u64 * 1000;
-        let _ = writeln!(
-            p,
-            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={avg},CODECS=\"{codec}\",RESOLUTION={}x{},FRAME-RATE={fps:.3}",
-            avg * 6 / 5,
-            rend.width,
-            rend.height
-        );
+        // Audio only: no picture, so no RESOLUTION or FRAME-RATE.
+        let picture = match rend.width {
+            0 => String::new(),
+            w => format!(",RESOLUTION={w}x{},FRAME-RATE={fps:.3}", rend.height),
+        };
+        let _ = writeln!(p, "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={avg},CODECS=\"{codec}\"{picture}", avg * 6 / 5);
         let _ = writeln!(p, "{}", relative(path, &rend.playlist_path(live)));
     }
     Some(p)
 }
 
 /// RFC 6381 codecs of an init segment: `avc1.PPCCLL` from the avcC box, then the audio
-/// track's, if any (`mp4a.40.2` for AAC-LC, `opus`).
+/// track's, if any (`mp4a.40.2` for AAC-LC, `opus`). None while neither is there.
 pub fn codec_string(init: &[u8]) -> Option<String> {
     let has = |tag: &[u8]| init.windows(tag.len()).any(|w| w == tag);
-    let at = init.windows(4).position(|w| w == b"avcC")?;
-    let c = init.get(at + 5..at + 8)?;
-    let entry = if has(b"avc3") { "avc3" } else { "avc1" };
-    let mut codecs = format!("{entry}.{:02x}{:02x}{:02x}", c[0], c[1], c[2]);
-    if has(b"mp4a") {
-        codecs.push_str(",mp4a.40.2");
-    } else if has(b"Opus") {
-        codecs.push_str(",opus");
+    let mut codecs = vec![];
+    if let Some(at) = init.windows(4).position(|w| w == b"avcC") {
+        let c = init.get(at + 5..at + 8)?;
+        let entry = if has(b"avc3") { "avc3" } else { "avc1" };
+        codecs.push(format!("{entry}.{:02x}{:02x}{:02x}", c[0], c[1], c[2]));
     }
-    Some(codecs)
+    if has(b"mp4a") {
+        codecs.push("mp4a.40.2".into());
+    } else if has(b"Opus") {
+        codecs.push("opus".into());
+    }
+    (!codecs.is_empty()).then(|| codecs.join(","))
 }
 
 #[cfg(test)]

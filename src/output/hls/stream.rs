@@ -224,10 +224,13 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// `audio_kbps` is 0 without audio; every rendition carries the one audio track.
-    pub fn new(egress_id: &str, dir: PathBuf, video: &VideoSpec, audio_kbps: u32, spec: &HlsSpec) -> Arc<Self> {
-        let timing = HlsTiming::new(video, spec);
-        let main = Rung { name: String::new(), width: video.width, height: video.height, bitrate_kbps: video.bitrate_kbps };
+    /// `audio_kbps` is 0 without audio; every rendition carries the one audio track. Without
+    /// `video` (audio only) the one rendition has no picture size.
+    pub fn new(egress_id: &str, dir: PathBuf, timing: &HlsTiming, video: Option<&VideoSpec>, audio_kbps: u32, spec: &HlsSpec) -> Arc<Self> {
+        let main = match video {
+            Some(v) => Rung { name: String::new(), width: v.width, height: v.height, bitrate_kbps: v.bitrate_kbps },
+            None => Rung { name: String::new(), width: 0, height: 0, bitrate_kbps: 0 },
+        };
         let renditions = std::iter::once(&main)
             .chain(spec.ladder.iter())
             .map(|r| Rendition {
@@ -247,7 +250,7 @@ impl Stream {
         Arc::new(Self {
             egress_id: egress_id.to_string(),
             dir,
-            params: Params::new(&timing, spec.live_window),
+            params: Params::new(timing, spec.live_window),
             state: RwLock::new(state),
             wake: watch::channel(0).0,
             cache: Mutex::new(HashMap::new()),
