@@ -38,6 +38,11 @@ impl Pacer {
         Self { interval: 1.0 / fps.max(1) as f64, last: None, last_sent_at: 0.0, repeated: 0, captured: 0 }
     }
 
+    /// One frame interval, seconds.
+    pub fn interval(&self) -> f64 {
+        self.interval
+    }
+
     /// How often to call [`Pacer::tick`].
     pub fn tick_every(&self) -> Duration {
         Duration::from_secs_f64(self.interval)

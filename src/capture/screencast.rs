@@ -17,10 +17,11 @@ use super::{epoch_now, Frame};
 
 /// Starts the screencast; frames arrive on the returned channel until the page goes away.
 /// `every_nth` skips compositor frames: headless Chrome paints at 60 Hz, so 2 gives 30 fps.
-pub async fn start(page: &Page, width: u32, height: u32, quality: u32, every_nth: u32) -> Result<mpsc::Receiver<Frame>> {
+/// Starts the screencast: the page's picture now (a screenshot, stamped when it was asked
+/// for), and the screencast frames that follow, stamped by Chromium when they were drawn.
+pub async fn start(page: &Page, width: u32, height: u32, quality: u32, every_nth: u32) -> Result<(Frame, mpsc::Receiver<Frame>)> {
     let mut events = page.event_listener::<EventScreencastFrame>().await?;
     let (tx, rx) = mpsc::channel(8);
-    let first = tx.clone();
     let ack_page = page.clone();
     tokio::spawn(async move {
         while let Some(ev) = events.next().await {
@@ -57,8 +58,7 @@ pub async fn start(page: &Page, width: u32, height: u32, quality: u32, every_nth
     let jpeg = base64::engine::general_purpose::STANDARD
         .decode(AsRef::<str>::as_ref(&shot.result.data))
         .context("decoding the first frame")?;
-    let _ = first.send(Frame { jpeg: jpeg.into(), captured_at }).await;
-    Ok(rx)
+    Ok((Frame { jpeg: jpeg.into(), captured_at }, rx))
 }
 
 pub async fn stop(page: &Page) {

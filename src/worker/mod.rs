@@ -40,11 +40,18 @@ struct Picture {
     frames: mpsc::Receiver<Frame>,
     pacer: Pacer,
     tick: tokio::time::Interval,
+    /// The first picture (a screenshot), held until the screencast's first frame shows the
+    /// compositor's cadence (see [`next_frame`]).
+    first: Option<Frame>,
+    first_until: tokio::time::Instant,
 }
 
+/// How long the first picture waits for a screencast frame to take its cadence from.
+const FIRST_FRAME_WAIT: Duration = Duration::from_millis(200);
+
 enum Next {
-    /// A frame to push: a new one from the page, or the last one again.
-    Frame { frame: Frame, fresh: bool },
+    /// Frames to push: new ones from the page, or the last one again.
+    Frames { frames: Vec<Frame>, fresh: bool },
     /// The pacer's tick found a fresh frame recent enough: nothing to push.
     Nothing,
     /// The screencast ended: the page or browser went away.
@@ -52,15 +59,38 @@ enum Next {
 }
 
 /// What the picture brings next; never anything without a picture.
+///
+/// The first frame fixes the output's frame grid (videorate counts from it), and each output
+/// frame shows the capture nearest its slot: a grid out of phase with the compositor's
+/// cadence shows every picture up to half a frame early or late, by an amount set at start
+/// (measured: one egress in four had its A/V offset a whole frame, 32 ms, off the others).
+/// So the screenshot that opens the stream is stamped one frame before the first screencast
+/// frame, on its cadence; a page that paints nothing within [`FIRST_FRAME_WAIT`] keeps the
+/// screenshot's own stamp.
 async fn next_frame(picture: &mut Option<Picture>) -> Next {
     let Some(p) = picture else { return std::future::pending().await };
+    if p.first.is_some() {
+        let f = tokio::select! {
+            f = p.frames.recv() => f,
+            _ = tokio::time::sleep_until(p.first_until) => {
+                let first = p.first.take().map(|f| p.pacer.fresh(f, epoch_now()));
+                return Next::Frames { frames: first.into_iter().collect(), fresh: true };
+            }
+        };
+        let Some(f) = f else { return Next::Ended };
+        let mut first = p.first.take().expect("checked above");
+        first.captured_at = first.captured_at.max(f.captured_at - p.pacer.interval());
+        let first = p.pacer.fresh(first, epoch_now());
+        let f = p.pacer.fresh(f, epoch_now());
+        return Next::Frames { frames: vec![first, f], fresh: true };
+    }
     tokio::select! {
         f = p.frames.recv() => match f {
-            Some(f) => Next::Frame { frame: p.pacer.fresh(f, epoch_now()), fresh: true },
+            Some(f) => Next::Frames { frames: vec![p.pacer.fresh(f, epoch_now())], fresh: true },
             None => Next::Ended,
         },
         _ = p.tick.tick() => match p.pacer.tick(epoch_now()) {
-            Some(frame) => Next::Frame { frame, fresh: false },
+            Some(frame) => Next::Frames { frames: vec![frame], fresh: false },
             None => Next::Nothing,
         },
     }
@@ -160,11 +190,12 @@ async fn capture(
         Some(v) => {
             // Headless Chrome paints at 60 Hz; skip compositor frames we would drop anyway.
             let every_nth = (60 / v.framerate.max(1)).max(1);
-            let frames = screencast::start(&page, v.width, v.height, v.jpeg_quality, every_nth).await?;
+            let (first, frames) = screencast::start(&page, v.width, v.height, v.jpeg_quality, every_nth).await?;
             let pacer = Pacer::new(v.framerate);
             let mut tick = tokio::time::interval(pacer.tick_every());
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            Some(Picture { frames, pacer, tick })
+            let first_until = tokio::time::Instant::now() + FIRST_FRAME_WAIT;
+            Some(Picture { frames, pacer, tick, first: Some(first), first_until })
         }
         None => None,
     };
@@ -176,8 +207,8 @@ async fn capture(
     let outcome: Result<()> = loop {
         tokio::select! {
             next = next_frame(&mut picture) => match next {
-                Next::Frame { frame: f, fresh } => {
-                    if let Err(e) = pipe.push_jpeg(f.jpeg, f.captured_at) { break Err(e) }
+                Next::Frames { frames, fresh } => {
+                    if let Err(e) = frames.into_iter().try_for_each(|f| pipe.push_jpeg(f.jpeg, f.captured_at)) { break Err(e) }
                     if fresh && !active {
                         active = true;
                         let _ = events.send(WorkerEvent::Active);
