@@ -5,41 +5,85 @@
 //! onto the clock at whole 10 ms segments and with whatever the ring buffer held at that
 //! moment, which put the sound of one egress up to 60 ms later than another's (measured: the
 //! A/V offset of each egress followed its sound's arrival lag one for one, 14 → +19 ms,
-//! 53 → +76 ms), and it resyncs under load. Here the sample-count timeline is shifted so that the buffer that arrived soonest
-//! after its last sample ends at its arrival time: the earliest arrival is the one with no
-//! queueing in it, so the shift is the same for every egress. A buffer arriving sooner than
-//! any before refines the shift (it moves the timeline a little earlier, mostly in the first
-//! second); a whole 10 s window in which no buffer came that soon moves it later (the sample
-//! count running slow against the clock). The `audiorate` downstream turns a move into a few
-//! dropped samples or samples of silence rather than an overlap or a hole.
+//! 53 → +76 ms), and it resyncs under load.
+//!
+//! Here the sample-count timeline gets one shift, measured at the start: the arrival lag
+//! (arrival minus the end of a buffer's samples) that only a tenth of the first second's
+//! buffers beat. The promptest arrivals are the ones with no queueing in them, so the shift is
+//! the same for every egress; a low percentile rather than the least lag, because the least
+//! keeps finding new outliers and walked the sound 5 ms earlier every minute or so in a 5-minute
+//! run. The shift then holds: the count does not drift from the clock (both are the system's
+//! monotonic clock: beeps a second apart in the page stay 1000.0 ms apart in the recording).
+//! A whole 10 s window whose same percentile is more than [`REBASE_NS`] off (samples lost
+//! where nobody counted them) moves it, and `audiorate` downstream turns that move into
+//! silence or dropped samples rather than a hole or an overlap.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use gst::prelude::*;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-/// Arrival minus end of the sample-count timestamps, nothing measured yet.
-const NONE: i64 = i64::MIN;
-
-/// Buffers (10 ms each) per window in which at least one is expected to arrive promptly.
-const WINDOW: u64 = 1000;
-
-/// How far a whole window's soonest arrival may trail the shift before the shift follows.
-const FOLLOW_NS: i64 = 2_000_000;
+/// Buffers (10 ms each) skipped at the start: pulse delivers its first ones in a burst.
+const SKIP: usize = 20;
+/// Buffers measured for the shift.
+const CALIBRATE: usize = 100;
+/// Buffers per window of the drift check.
+const WINDOW: usize = 1000;
+/// How far a window's percentile may stray from the shift before the shift moves.
+const REBASE_NS: i64 = 15_000_000;
 
 struct Clock {
-    /// Added to the sample-count timestamps: the least arrival lag seen.
-    shift: i64,
-    /// The least arrival lag in the current window.
-    window_min: i64,
+    /// Added to the sample-count timestamps; until calibrated, the least lag so far.
+    shift: Option<i64>,
+    calibrated: bool,
+    lags: Vec<i64>,
+    seen: usize,
+}
+
+/// The lag that a tenth of `lags` beat.
+fn low_percentile(lags: &mut [i64]) -> i64 {
+    let k = lags.len() / 10;
+    *lags.select_nth_unstable(k).1
+}
+
+impl Clock {
+    /// Takes one buffer's lag; returns the shift to apply to it.
+    fn observe(&mut self, lag: i64) -> i64 {
+        self.seen += 1;
+        if !self.calibrated {
+            // Provisional until calibrated (the picture rarely starts this early).
+            self.shift = Some(self.shift.map_or(lag, |s| s.min(lag)));
+            if self.seen > SKIP {
+                self.lags.push(lag);
+            }
+            if self.lags.len() == CALIBRATE {
+                let shift = low_percentile(&mut self.lags);
+                info!(shift_ms = shift as f64 / 1e6, "audio stamped by arrival");
+                self.shift = Some(shift);
+                self.calibrated = true;
+                self.lags.clear();
+            }
+            return self.shift.unwrap_or(lag);
+        }
+        let shift = self.shift.unwrap_or(lag);
+        self.lags.push(lag);
+        if self.lags.len() == WINDOW {
+            let now = low_percentile(&mut self.lags);
+            self.lags.clear();
+            if (now - shift).abs() > REBASE_NS {
+                warn!(shift_ms = now as f64 / 1e6, by_ms = (now - shift) as f64 / 1e6, "captured sound moved against the clock: rebased");
+                self.shift = Some(now);
+            }
+        }
+        self.shift.unwrap_or(lag)
+    }
 }
 
 /// Installs the probe on pulsesrc's src pad.
 pub fn stamp_by_arrival(pad: &gst::Pad) {
-    let state = Mutex::new(Clock { shift: NONE, window_min: i64::MAX });
+    let state = Mutex::new(Clock { shift: None, calibrated: false, lags: Vec::with_capacity(WINDOW), seen: 0 });
     let expected = AtomicU64::new(u64::MAX);
-    let count = AtomicU64::new(0);
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let Some(now) = running_time(pad) else { return gst::PadProbeReturn::Ok };
         let Some(buf) = info.buffer_mut() else { return gst::PadProbeReturn::Ok };
@@ -52,31 +96,8 @@ pub fn stamp_by_arrival(pad: &gst::Pad) {
             warn!(jump_ms = (pts as i64 - e as i64) as f64 / 1e6, "captured sound has a gap: samples were dropped");
         }
         let lag = now - (pts + dur) as i64;
-        let n = count.fetch_add(1, Ordering::Relaxed);
-        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-        st.window_min = st.window_min.min(lag);
-        if st.shift == NONE || lag < st.shift {
-            if st.shift != NONE {
-                debug!(n, shift_ms = lag as f64 / 1e6, by_ms = (st.shift - lag) as f64 / 1e6, "audio timeline refined");
-            }
-            st.shift = lag;
-        }
-        if n == 100 {
-            info!(shift_ms = st.shift as f64 / 1e6, lag_ms = lag as f64 / 1e6, "audio stamped by arrival");
-        }
-        // Every window, follow a sample count that runs slower than the clock (or lost
-        // samples nobody counted): if no buffer in it came as soon as the shift says they
-        // can, the shift is too small by at least the difference.
-        if n > 0 && n % WINDOW == 0 {
-            if st.window_min > st.shift + FOLLOW_NS {
-                debug!(shift_ms = st.window_min as f64 / 1e6, by_ms = (st.window_min - st.shift) as f64 / 1e6, "audio timeline follows the clock");
-                st.shift = st.window_min;
-            }
-            st.window_min = i64::MAX;
-        }
-        let shifted = pts as i64 + st.shift;
-        drop(st);
-        buf.make_mut().set_pts(gst::ClockTime::from_nseconds(shifted.max(0) as u64));
+        let shift = state.lock().unwrap_or_else(|p| p.into_inner()).observe(lag);
+        buf.make_mut().set_pts(gst::ClockTime::from_nseconds((pts as i64 + shift).max(0) as u64));
         gst::PadProbeReturn::Ok
     });
 }
@@ -86,4 +107,33 @@ fn running_time(pad: &gst::Pad) -> Option<i64> {
     let el = pad.parent_element()?;
     let (clock, base) = (el.clock()?, el.base_time()?);
     Some(clock.time().saturating_sub(base).nseconds() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock() -> Clock {
+        Clock { shift: None, calibrated: false, lags: vec![], seen: 0 }
+    }
+
+    #[test]
+    fn calibrates_on_a_low_percentile_then_holds() {
+        let mut c = clock();
+        // A startup burst, then lags of 60..70 ms with one 40 ms outlier.
+        for i in 0..SKIP {
+            c.observe(200_000_000 - i as i64);
+        }
+        for i in 0..CALIBRATE {
+            c.observe(if i == 50 { 40_000_000 } else { 60_000_000 + (i as i64 % 10) * 1_000_000 });
+        }
+        assert_eq!(c.shift, Some(61_000_000));
+        // An even sooner outlier later on changes nothing.
+        assert_eq!(c.observe(10_000_000), 61_000_000);
+        // A whole window 20 ms later rebases.
+        for _ in 1..WINDOW {
+            c.observe(81_000_000);
+        }
+        assert_eq!(c.shift, Some(81_000_000));
+    }
 }
