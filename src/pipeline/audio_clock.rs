@@ -7,36 +7,34 @@
 //! A/V offset of each egress followed its sound's arrival lag one for one, 14 → +19 ms,
 //! 53 → +76 ms), and it resyncs under load.
 //!
-//! Here the sample-count timeline gets one shift, measured at the start: the arrival lag
-//! (arrival minus the end of a buffer's samples) that only a tenth of the first second's
-//! buffers beat. The promptest arrivals are the ones with no queueing in them, so the shift is
-//! the same for every egress; a low percentile rather than the least lag, because the least
-//! keeps finding new outliers and walked the sound 5 ms earlier every minute or so in a 5-minute
-//! run. The shift then holds: the count does not drift from the clock (both are the system's
-//! monotonic clock: beeps a second apart in the page stay 1000.0 ms apart in the recording).
-//! A whole 10 s window whose same percentile is more than [`REBASE_NS`] off (samples lost
-//! where nobody counted them) moves it, and `audiorate` downstream turns that move into
-//! silence or dropped samples rather than a hole or an overlap.
+//! Here the sample-count timeline is shifted onto the clock by arrival: the shift is the
+//! arrival lag (arrival minus the end of a buffer's samples) that only a tenth of the buffers
+//! beat, measured over the first second and then over every 10 s window. The promptest arrivals
+//! are the ones with no queueing in them, so the shift is the same for every egress; a low
+//! percentile rather than the least lag, which keeps finding new outliers. The windows follow
+//! the drift of PulseAudio's sample clock against the system clock (measured: 40–80 ppm, the
+//! sound walking 2.5–5 ms a minute), and the startup load in the first second's figure.
+//! `audiorate` downstream applies the moves once they add up to more than its tolerance (5 ms),
+//! as a few dropped samples or samples of silence rather than an overlap or a hole.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use gst::prelude::*;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Buffers (10 ms each) skipped at the start: pulse delivers its first ones in a burst.
 const SKIP: usize = 20;
-/// Buffers measured for the shift.
-const CALIBRATE: usize = 100;
-/// Buffers per window of the drift check.
+/// Buffers in the first window (the first second), and in every later one.
+const FIRST_WINDOW: usize = 100;
 const WINDOW: usize = 1000;
-/// How far a window's percentile may stray from the shift before the shift moves.
-const REBASE_NS: i64 = 15_000_000;
+/// A move this large between windows is worth a warning: more than drift.
+const JUMP_NS: i64 = 15_000_000;
 
 struct Clock {
-    /// Added to the sample-count timestamps; until calibrated, the least lag so far.
+    /// Added to the sample-count timestamps; until the first window ends, the least lag so far.
     shift: Option<i64>,
-    calibrated: bool,
+    windows: usize,
     lags: Vec<i64>,
     seen: usize,
 }
@@ -48,33 +46,33 @@ fn low_percentile(lags: &mut [i64]) -> i64 {
 }
 
 impl Clock {
+    fn new() -> Self {
+        Self { shift: None, windows: 0, lags: Vec::with_capacity(WINDOW), seen: 0 }
+    }
+
     /// Takes one buffer's lag; returns the shift to apply to it.
     fn observe(&mut self, lag: i64) -> i64 {
         self.seen += 1;
-        if !self.calibrated {
-            // Provisional until calibrated (the picture rarely starts this early).
+        if self.windows == 0 {
+            // Provisional until the first window ends (the picture rarely starts this early).
             self.shift = Some(self.shift.map_or(lag, |s| s.min(lag)));
-            if self.seen > SKIP {
-                self.lags.push(lag);
-            }
-            if self.lags.len() == CALIBRATE {
-                let shift = low_percentile(&mut self.lags);
-                info!(shift_ms = shift as f64 / 1e6, "audio stamped by arrival");
-                self.shift = Some(shift);
-                self.calibrated = true;
-                self.lags.clear();
-            }
-            return self.shift.unwrap_or(lag);
         }
-        let shift = self.shift.unwrap_or(lag);
-        self.lags.push(lag);
-        if self.lags.len() == WINDOW {
-            let now = low_percentile(&mut self.lags);
+        if self.seen > SKIP {
+            self.lags.push(lag);
+        }
+        let size = if self.windows == 0 { FIRST_WINDOW } else { WINDOW };
+        if self.lags.len() == size {
+            let p = low_percentile(&mut self.lags);
             self.lags.clear();
-            if (now - shift).abs() > REBASE_NS {
-                warn!(shift_ms = now as f64 / 1e6, by_ms = (now - shift) as f64 / 1e6, "captured sound moved against the clock: rebased");
-                self.shift = Some(now);
+            match (self.windows, self.shift) {
+                (0, _) => info!(shift_ms = p as f64 / 1e6, "audio stamped by arrival"),
+                (_, Some(old)) if (p - old).abs() > JUMP_NS => {
+                    warn!(shift_ms = p as f64 / 1e6, by_ms = (p - old) as f64 / 1e6, "captured sound jumped against the clock")
+                }
+                (_, old) => debug!(shift_ms = p as f64 / 1e6, by_ms = old.map(|o| (p - o) as f64 / 1e6), "audio shift follows the clock"),
             }
+            self.windows += 1;
+            self.shift = Some(p);
         }
         self.shift.unwrap_or(lag)
     }
@@ -82,7 +80,7 @@ impl Clock {
 
 /// Installs the probe on pulsesrc's src pad.
 pub fn stamp_by_arrival(pad: &gst::Pad) {
-    let state = Mutex::new(Clock { shift: None, calibrated: false, lags: Vec::with_capacity(WINDOW), seen: 0 });
+    let state = Mutex::new(Clock::new());
     let expected = AtomicU64::new(u64::MAX);
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let Some(now) = running_time(pad) else { return gst::PadProbeReturn::Ok };
@@ -113,27 +111,23 @@ fn running_time(pad: &gst::Pad) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn clock() -> Clock {
-        Clock { shift: None, calibrated: false, lags: vec![], seen: 0 }
-    }
-
     #[test]
-    fn calibrates_on_a_low_percentile_then_holds() {
-        let mut c = clock();
-        // A startup burst, then lags of 60..70 ms with one 40 ms outlier.
+    fn follows_a_low_percentile_window_by_window() {
+        let mut c = Clock::new();
+        // A startup burst, then lags of 60..69 ms with one 40 ms outlier.
         for i in 0..SKIP {
             c.observe(200_000_000 - i as i64);
         }
-        for i in 0..CALIBRATE {
+        for i in 0..FIRST_WINDOW {
             c.observe(if i == 50 { 40_000_000 } else { 60_000_000 + (i as i64 % 10) * 1_000_000 });
         }
         assert_eq!(c.shift, Some(61_000_000));
-        // An even sooner outlier later on changes nothing.
+        // An even sooner outlier changes nothing until its window ends, and then not much.
         assert_eq!(c.observe(10_000_000), 61_000_000);
-        // A whole window 20 ms later rebases.
+        // Drift: a window 3 ms later moves the shift 3 ms.
         for _ in 1..WINDOW {
-            c.observe(81_000_000);
+            c.observe(64_000_000);
         }
-        assert_eq!(c.shift, Some(81_000_000));
+        assert_eq!(c.shift, Some(64_000_000));
     }
 }
