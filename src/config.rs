@@ -51,10 +51,11 @@ pub struct AudioConfig {
 
 impl Default for AudioConfig {
     fn default() -> Self {
-        // Measured here (tests/av_sync.rs, benches/av_sync.sh): with the sound stamped by
-        // arrival, an egress's sound comes either 34 or 19 ms (± 2) ahead of its picture: the
-        // two phases of Chromium's 60 Hz compositor taken at 30 fps. 26 ms centres the two.
-        Self { pulseaudio_path: PathBuf::from("/usr/bin/pulseaudio"), offset_ms: 26 }
+        // Measured here (tests/av_sync.rs, benches/av_sync.sh) with 26: egress medians from
+        // −7.5 to +17.5 ms (the two phases of Chromium's 60 Hz compositor taken at 30 fps, which
+        // can also flip mid-egress, and PulseAudio's drift, followed in 5 ms steps). 20 centres
+        // that range.
+        Self { pulseaudio_path: PathBuf::from("/usr/bin/pulseaudio"), offset_ms: 20 }
     }
 }
 
