@@ -58,7 +58,7 @@ def twirp(url, method, body, token):
     return json.load(urllib.request.urlopen(req, timeout=30))
 
 
-def scenario(binary, page, n, seconds, warmup, width=1280, height=720, video_only=False):
+def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None):
     tmp = tempfile.mkdtemp(prefix="roomcast-bench-")
     port = free_port(); url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out",
@@ -77,7 +77,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, video_onl
         for _ in range(n):
             t0 = time.monotonic()
             info = twirp(url, "StartWebEgress", {"url": f"{url}/templates/demo/{page}", "segment_outputs": [{}],
-                                                 "video_only": video_only,
+                                                 "video_only": only == "video", "audio_only": only == "audio",
                                                  "advanced": {"width": width, "height": height, "framerate": 30}}, token)
             eid = info["egressId"]; ids.append(eid)
             # The origin holds a plain playlist request until the stream's first (short)
@@ -126,6 +126,8 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, video_onl
                     break
                 time.sleep(0.2)
             pl = f"{tmp}/out/{eid}/playlist.m3u8"
+            if only == "audio":
+                fps.append(float("nan")); continue
             pr = json.loads(subprocess.check_output(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v",
                                                      "-show_entries", "stream=nb_read_frames:format=duration", "-of", "json", pl]))
             fps.append(int(pr["streams"][0]["nb_read_frames"]) / float(pr["format"]["duration"]))
@@ -145,24 +147,26 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary"); ap.add_argument("--seconds", type=int, default=20); ap.add_argument("--warmup", type=int, default=5)
     a = ap.parse_args()
-    # (name, page, egresses, video_only). The video_only rows give audio's extra cost: the
-    # same page with and without its sound server, capture and AAC encoder.
-    rows = [("animated 4-tile page, 1 egress", "animated.html", 1, False),
-            ("animated 4-tile page, 1 egress, video_only", "animated.html", 1, True),
-            ("static page, 1 egress", "static.html", 1, False),
-            ("static page, 1 egress, video_only", "static.html", 1, True),
-            ("animated 4-tile page, 2 concurrent", "animated.html", 2, False)]
-    print("| scenario (1280×720/30, CDP screencast, x264 veryfast; audio AAC 128 kbps unless video_only) | CPU cores / egress | PSS MB / egress | delivered fps | start → ACTIVE s | start → first playlist answer s | start → first segment s | cores vs anchor | PSS vs anchor |")
+    # (name, page, egresses, only). The video_only rows give audio's extra cost: the same page
+    # with and without its sound server, capture and AAC encoder.
+    rows = [("animated 4-tile page, 1 egress", "animated.html", 1, None),
+            ("animated 4-tile page, 1 egress, video_only", "animated.html", 1, "video"),
+            ("animated 4-tile page, 1 egress, audio_only", "animated.html", 1, "audio"),
+            ("static page, 1 egress", "static.html", 1, None),
+            ("static page, 1 egress, video_only", "static.html", 1, "video"),
+            ("animated 4-tile page, 2 concurrent", "animated.html", 2, None)]
+    print("| scenario (1280×720/30, CDP screencast, x264 veryfast; audio AAC 128 kbps unless video_only; audio_only: no capture) | CPU cores / egress | PSS MB / egress | delivered fps | start → ACTIVE s | start → first playlist answer s | start → first segment s | cores vs anchor | PSS vs anchor |")
     print("|---|---|---|---|---|---|---|---|---|")
     results = {}
-    for name, page, n, video_only in rows:
-        r = scenario(a.binary, page, n, a.seconds, a.warmup, video_only=video_only)
-        results[(page, n, video_only)] = r
-        print(f"| {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['fps']:.1f} | {r['active']:.2f} | {r['part']:.2f} | {r['first']:.2f} | "
+    for name, page, n, only in rows:
+        r = scenario(a.binary, page, n, a.seconds, a.warmup, only=only)
+        results[(page, n, only)] = r
+        fps = "–" if only == "audio" else f"{r['fps']:.1f}"
+        print(f"| {name} | {r['cores']:.2f} | {r['pss']:.0f} | {fps} | {r['active']:.2f} | {r['part']:.2f} | {r['first']:.2f} | "
               f"{r['cores'] / ANCHOR_CORES:.2f}× | {r['pss'] / ANCHOR_MB:.2f}× |", flush=True)
     print()
     for page in ("animated.html", "static.html"):
-        w, wo = results[(page, 1, False)], results[(page, 1, True)]
+        w, wo = results[(page, 1, None)], results[(page, 1, "video")]
         print(f"audio's extra per egress on {page}: {w['cores'] - wo['cores']:+.3f} cores, {w['pss'] - wo['pss']:+.0f} MB PSS")
 
 
