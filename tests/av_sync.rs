@@ -17,6 +17,8 @@ const S: Duration = Duration::from_secs(1);
 /// EBU R37: audio at most 40 ms early and at most 60 ms late.
 const EARLY_MS: f64 = -40.0;
 const LATE_MS: f64 = 60.0;
+/// roomcast's own target, either way.
+const TARGET_MS: f64 = 40.0;
 
 /// Issue 4 (5): a flash and a 1 kHz beep once a second, meant to be simultaneous: every pair
 /// in the recording is within EBU R37, and the offset does not drift.
@@ -59,6 +61,7 @@ async fn flash_and_beep_stay_in_sync() {
     assert_eq!(report.flashes, report.beeps, "every flash has its beep and no beep is extra: {report:?}");
     for p in &report.pairs {
         assert!((EARLY_MS..=LATE_MS).contains(&p.offset_ms), "outside EBU R37 at {:.1} s: {:.1} ms\n{report:?}", p.at_s, p.offset_ms);
+        assert!(p.offset_ms.abs() <= TARGET_MS, "outside ±{TARGET_MS} ms at {:.1} s: {:.1} ms\n{report:?}", p.at_s, p.offset_ms);
     }
     // No drift: all offsets stay within one band as wide as a 30 fps frame (the resolution
     // of a flash onset: which frame first shows it depends on the capture phase) plus 7 ms;
