@@ -46,15 +46,15 @@ async fn flash_and_beep_stay_in_sync() {
         report.drift_ms_per_min()
     );
     let log = std::fs::read_to_string(server.tmp.path().join("serve.log")).unwrap_or_default();
-    let jumps: Vec<&str> = log.lines().filter(|l| l.contains("captured sound has a gap")).collect();
+    let gaps: Vec<&str> = log.lines().filter(|l| l.contains("captured sound has a gap")).collect();
     let steps = |v: &[f64]| v.windows(2).map(|w| ((w[1] - w[0]) * 1000.0 - 1000.0).round()).collect::<Vec<_>>();
     eprintln!(
-        "offsets: {:?}\nflash period - 1 s (ms): {:?}\nbeep period - 1 s (ms): {:?}\naudio timestamp jumps: {}\n{}",
+        "offsets: {:?}\nflash period - 1 s (ms): {:?}\nbeep period - 1 s (ms): {:?}\nsound gaps: {}\n{}",
         report.pairs.iter().map(|p| (p.at_s.round(), p.offset_ms.round())).collect::<Vec<_>>(),
         steps(&report.flash_s),
         steps(&report.beep_s),
-        jumps.len(),
-        jumps.join("\n")
+        gaps.len(),
+        gaps.join("\n")
     );
     // A beat every second, bar the first and last (cut by start and stop).
     assert!(report.pairs.len() as u64 + 3 >= secs, "{report:?}");

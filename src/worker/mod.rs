@@ -69,20 +69,20 @@ enum Next {
 /// screenshot's own stamp.
 async fn next_frame(picture: &mut Option<Picture>) -> Next {
     let Some(p) = picture else { return std::future::pending().await };
-    if p.first.is_some() {
-        let f = tokio::select! {
-            f = p.frames.recv() => f,
+    if let Some(mut first) = p.first.take() {
+        return tokio::select! {
+            f = p.frames.recv() => match f {
+                Some(f) => {
+                    first.captured_at = first.captured_at.max(f.captured_at - p.pacer.interval());
+                    let first = p.pacer.fresh(first, epoch_now());
+                    Next::Frames { frames: vec![first, p.pacer.fresh(f, epoch_now())], fresh: true }
+                }
+                None => Next::Ended,
+            },
             _ = tokio::time::sleep_until(p.first_until) => {
-                let first = p.first.take().map(|f| p.pacer.fresh(f, epoch_now()));
-                return Next::Frames { frames: first.into_iter().collect(), fresh: true };
+                Next::Frames { frames: vec![p.pacer.fresh(first, epoch_now())], fresh: true }
             }
         };
-        let Some(f) = f else { return Next::Ended };
-        let mut first = p.first.take().expect("checked above");
-        first.captured_at = first.captured_at.max(f.captured_at - p.pacer.interval());
-        let first = p.pacer.fresh(first, epoch_now());
-        let f = p.pacer.fresh(f, epoch_now());
-        return Next::Frames { frames: vec![first, f], fresh: true };
     }
     tokio::select! {
         f = p.frames.recv() => match f {
