@@ -150,7 +150,7 @@ async fn audio_only_records_the_sound_alone() {
     let id = server.start_egress(json!({"url": server.page("bench/avsync.html"), "segment_outputs": [{}], "audio_only": true})).await;
     server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
     assert_eq!(server.sound_servers().len(), 1);
-    tokio::time::sleep(6 * S).await;
+    tokio::time::sleep(7 * S).await;  // the page beats from 1.5 s in
     let base = format!("{}/hls/{id}", server.url);
     let (status, master) = server.get_text(&format!("{base}/master.m3u8")).await;
     assert_eq!(status, 200, "{master}");
@@ -221,7 +221,7 @@ async fn concurrent_egresses_never_hear_each_other() {
     server.wait_status(&loud, "EGRESS_ACTIVE", 20 * S).await;
     server.wait_status(&quiet, "EGRESS_ACTIVE", 20 * S).await;
     assert_eq!(server.sound_servers().len(), 2, "one sound server per egress");
-    tokio::time::sleep(8 * S).await;
+    tokio::time::sleep(9 * S).await;  // the page beats from 1.5 s in
     let (_, master) = server.get_text(&format!("{}/hls/{loud}/master.m3u8", server.url)).await;
     assert!(master.contains(",opus\""), "CODECS names Opus: {master}");
     server.stop(&loud, "EGRESS_COMPLETE").await;
