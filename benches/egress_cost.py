@@ -16,22 +16,28 @@ def free_port():
 
 
 def procs_with_env(needle, exclude):
-    """Processes with `needle` (TMPDIR=dir) in their environment, or the dir in their command
-    line: Chromium's processes overwrite their environment with their title, but all name
-    their profile, which lives under that dir."""
+    """Processes with `needle` (TMPDIR=dir) in their environment or the dir in their command
+    line, and every descendant of those: Chromium's processes overwrite their environment with
+    their title, and not all of them name their profile (which lives under that dir)."""
     path = needle.split("=", 1)[1].encode()
-    out = []
+    found, parent = set(), {}
     for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) in exclude:
+        if not d.isdigit():
             continue
         try:
+            parent[int(d)] = int(open(f"/proc/{d}/stat").read().rsplit(") ", 1)[1].split()[1])
             env = open(f"/proc/{d}/environ", "rb").read().split(b"\0")
             cmd = open(f"/proc/{d}/cmdline", "rb").read()
             if needle.encode() in env or path in cmd:
-                out.append(int(d))
+                found.add(int(d))
         except OSError:
             pass
-    return out
+    changed = True
+    while changed:
+        more = {p for p, pp in parent.items() if pp in found and p not in found}
+        found |= more
+        changed = bool(more)
+    return sorted(found - set(exclude))
 
 
 def cpu_ticks(pid):

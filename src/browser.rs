@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::page::{EventLoadEventFired, NavigateParams};
+use chromiumoxide::cdp::browser_protocol::target::CreateTargetParams;
 use chromiumoxide::cdp::js_protocol::runtime::EventConsoleApiCalled;
 use chromiumoxide::{Browser, Page};
 use futures::StreamExt;
@@ -18,9 +19,29 @@ use tracing::{debug, info, warn};
 
 use crate::job::spec::BrowserSpec;
 
+/// Flags for frames driven by `HeadlessExperimental.beginFrame` (Chromium's headless rendering
+/// notes: every compositor stage runs inside one BeginFrame, so its screenshot shows it).
+const BEGIN_FRAME_FLAGS: &[&str] = &[
+    "--enable-begin-frame-control",
+    "--run-all-compositor-stages-before-draw",
+    "--disable-new-content-rendering-timeout",
+    "--disable-threaded-animation",
+    "--disable-threaded-scrolling",
+    "--disable-checker-imaging",
+];
+
+/// Which Chromium and how its frames are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rendering {
+    /// Chromium's new headless mode; the compositor paints at its own 60 Hz.
+    Headless,
+    /// `chromium-headless-shell`; a frame is rendered only when a BeginFrame asks for it.
+    BeginFrameControl,
+}
+
 /// Flags every Chromium of ours gets: headless, no network besides loopback and named test
 /// hosts, no background services, media autoplay without a gesture.
-fn flags(spec: &BrowserSpec, profile: &std::path::Path, width: u32, height: u32) -> Vec<String> {
+fn flags(spec: &BrowserSpec, rendering: Rendering, profile: &std::path::Path, width: u32, height: u32) -> Vec<String> {
     let mut excludes = vec!["127.0.0.1".to_string()];
     excludes.extend(spec.resolver_exclude.iter().cloned());
     let resolver = format!(
@@ -28,7 +49,6 @@ fn flags(spec: &BrowserSpec, profile: &std::path::Path, width: u32, height: u32)
         excludes.iter().map(|h| format!("EXCLUDE {h}")).collect::<Vec<_>>().join(", ")
     );
     let mut f: Vec<String> = [
-        "--headless=new",
         "--no-sandbox",
         "--disable-gpu",
         "--disable-quic",
@@ -54,6 +74,11 @@ fn flags(spec: &BrowserSpec, profile: &std::path::Path, width: u32, height: u32)
     .iter()
     .map(|s| s.to_string())
     .collect();
+    match rendering {
+        Rendering::Headless => f.push("--headless=new".into()),
+        // The shell is headless by build.
+        Rendering::BeginFrameControl => f.extend(BEGIN_FRAME_FLAGS.iter().map(|s| s.to_string())),
+    }
     f.push(resolver);
     f.push(format!("--user-data-dir={}", profile.display()));
     f.push(format!("--window-size={width},{height}"));
@@ -68,15 +93,27 @@ pub struct Chromium {
     browser: Browser,
     handler: JoinHandle<()>,
     profile: Option<tempfile::TempDir>,
+    rendering: Rendering,
 }
 
 impl Chromium {
     /// Launches Chromium and connects to it; fails within `timeout`. `sound_server` is the
     /// `PULSE_SERVER` its audio goes to (the egress's own), or None for no audio output.
-    pub async fn launch(spec: &BrowserSpec, width: u32, height: u32, sound_server: Option<&str>, timeout: Duration) -> Result<Self> {
+    pub async fn launch(
+        spec: &BrowserSpec,
+        rendering: Rendering,
+        width: u32,
+        height: u32,
+        sound_server: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self> {
         let profile = tempfile::Builder::new().prefix("roomcast-chromium-").tempdir().context("creating profile dir")?;
-        let mut cmd = Command::new(&spec.chromium_path);
-        cmd.args(flags(spec, profile.path(), width, height))
+        let binary = match rendering {
+            Rendering::Headless => &spec.chromium_path,
+            Rendering::BeginFrameControl => &spec.headless_shell_path,
+        };
+        let mut cmd = Command::new(binary);
+        cmd.args(flags(spec, rendering, profile.path(), width, height))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -94,7 +131,10 @@ impl Chromium {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", spec.chromium_path))?;
+        let mut child = cmd.spawn().with_context(|| match rendering {
+            Rendering::Headless => format!("starting {binary}"),
+            Rendering::BeginFrameControl => format!("starting {binary} (apt install chromium-headless-shell)"),
+        })?;
         let pid = child.id().ok_or_else(|| anyhow!("chromium exited at once"))? as i32;
         info!(pid, "chromium started");
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("no chromium stderr"))?;
@@ -126,7 +166,7 @@ impl Chromium {
             }
         });
         guard.0 = None;
-        Ok(Self { child, pgid: pid, browser, handler, profile: Some(profile) })
+        Ok(Self { child, pgid: pid, browser, handler, profile: Some(profile), rendering })
     }
 
     pub fn pid(&self) -> i32 {
@@ -134,9 +174,14 @@ impl Chromium {
     }
 
     /// Opens a tab whose viewport is exactly `width`×`height` (in new headless the window size
-    /// alone leaves room for browser UI).
+    /// alone leaves room for browser UI); under begin-frame control it renders only when told.
     pub async fn new_page(&self, width: u32, height: u32) -> Result<Page> {
-        let page = self.browser.new_page("about:blank").await.context("opening a tab")?;
+        let target = CreateTargetParams::builder()
+            .url("about:blank")
+            .enable_begin_frame_control(self.rendering == Rendering::BeginFrameControl)
+            .build()
+            .map_err(|e| anyhow!("target parameters: {e}"))?;
+        let page = self.browser.new_page(target).await.context("opening a tab")?;
         page.execute(SetDeviceMetricsOverrideParams::new(width as i64, height as i64, 1.0, false))
             .await
             .context("setting the viewport")?;

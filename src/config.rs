@@ -33,6 +33,7 @@ pub struct Config {
     /// How many ended egresses ListEgress remembers.
     pub keep_ended: usize,
     pub chromium: ChromiumConfig,
+    pub capture: CaptureConfig,
     pub encoder: EncoderConfig,
     pub hls: HlsConfig,
     pub audio: AudioConfig,
@@ -45,17 +46,15 @@ pub struct AudioConfig {
     /// The sound server each egress starts for its Chromium. Env: ROOMCAST_PULSEAUDIO_PATH.
     pub pulseaudio_path: PathBuf,
     /// Added to audio timestamps: the fixed latency of the capture path (Chromium's output
-    /// buffer, the null sink, the capture buffer), measured by benches/av_sync.sh.
-    pub offset_ms: i32,
+    /// buffer, the null sink, the capture buffer) against the picture's, measured by
+    /// benches/av_sync.sh. Unset: the measured value for the capture backend
+    /// ([`CaptureBackend::default_audio_offset_ms`]).
+    pub offset_ms: Option<i32>,
 }
 
 impl Default for AudioConfig {
     fn default() -> Self {
-        // Measured here (tests/av_sync.rs, benches/av_sync.sh) with 26: egress medians from
-        // −7.5 to +17.5 ms (the two phases of Chromium's 60 Hz compositor taken at 30 fps, which
-        // can also flip mid-egress, and PulseAudio's drift, followed in 5 ms steps). 20 centres
-        // that range.
-        Self { pulseaudio_path: PathBuf::from("/usr/bin/pulseaudio"), offset_ms: 20 }
+        Self { pulseaudio_path: PathBuf::from("/usr/bin/pulseaudio"), offset_ms: None }
     }
 }
 
@@ -68,6 +67,62 @@ pub struct ChromiumConfig {
     pub extra_flags: Vec<String>,
     /// Hosts Chromium may resolve besides 127.0.0.1 (every other name resolves to nothing).
     pub resolver_exclude: Vec<String>,
+}
+
+/// How the page's picture is taken from Chromium.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureBackend {
+    /// `chromium-headless-shell` renders a frame only when asked (HeadlessExperimental.beginFrame)
+    /// and answers with its JPEG: 30 renders a second for 30 fps, on our own frame grid.
+    #[default]
+    BeginFrame,
+    /// CDP `Page.startScreencast` on Chromium's new headless mode: the compositor paints at
+    /// 60 Hz whatever we keep, and every kept frame is JPEG-encoded in the browser.
+    Screencast,
+}
+
+impl CaptureBackend {
+    /// Audio timestamp shift that centres the A/V offset measured with this backend
+    /// (tests/av_sync.rs, benches/av_sync.sh).
+    pub fn default_audio_offset_ms(self) -> i32 {
+        match self {
+            // Frames are stamped when their BeginFrame is sent, which is the page time they
+            // show; measured with +20: +34.0, +35.3, +36.3 ms (audio late), steady to ±3 ms.
+            Self::BeginFrame => -15,
+            // Measured with 26: egress medians from −7.5 to +17.5 ms (the two phases of
+            // Chromium's 60 Hz compositor taken at 30 fps, which can also flip mid-egress, and
+            // PulseAudio's drift, followed in 5 ms steps). 20 centres that range.
+            Self::Screencast => 20,
+        }
+    }
+}
+
+impl std::str::FromStr for CaptureBackend {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "begin_frame" => Ok(Self::BeginFrame),
+            "screencast" => Ok(Self::Screencast),
+            _ => bail!("capture backend {s:?}: use begin_frame or screencast"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Which capture path egresses use. Env: ROOMCAST_CAPTURE.
+    pub backend: CaptureBackend,
+    /// The Chromium build with begin-frame control (Debian: chromium-headless-shell).
+    /// Env: ROOMCAST_HEADLESS_SHELL_PATH.
+    pub headless_shell_path: PathBuf,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        Self { backend: CaptureBackend::default(), headless_shell_path: PathBuf::from("/usr/bin/chromium-headless-shell") }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +182,7 @@ impl Default for Config {
             max_concurrent: 4,
             keep_ended: 1000,
             chromium: ChromiumConfig::default(),
+            capture: CaptureConfig::default(),
             encoder: EncoderConfig::default(),
             hls: HlsConfig::default(),
             audio: AudioConfig::default(),
@@ -197,6 +253,12 @@ impl Config {
         }
         if let Some(v) = get("ROOMCAST_CHROMIUM_PATH") {
             self.chromium.path = v.into();
+        }
+        if let Some(v) = get("ROOMCAST_CAPTURE") {
+            self.capture.backend = v.parse().context("ROOMCAST_CAPTURE")?;
+        }
+        if let Some(v) = get("ROOMCAST_HEADLESS_SHELL_PATH") {
+            self.capture.headless_shell_path = v.into();
         }
         if let Some(v) = get("ROOMCAST_PULSEAUDIO_PATH") {
             self.audio.pulseaudio_path = v.into();

@@ -3,6 +3,7 @@
 //! only paints when something changes into a steady input for the pipeline's constant-rate
 //! stage.
 
+pub mod beginframe;
 pub mod pulse;
 pub mod screencast;
 
@@ -16,6 +17,8 @@ pub struct Frame {
     pub jpeg: Bytes,
     /// Capture time, seconds since the Unix epoch (from the frame's own metadata).
     pub captured_at: f64,
+    /// The source sent its last picture again (the page had not changed).
+    pub repeat: bool,
 }
 
 pub fn epoch_now() -> f64 {
@@ -50,7 +53,10 @@ impl Pacer {
 
     /// A fresh frame from the source: pass it on.
     pub fn fresh(&mut self, f: Frame, now: f64) -> Frame {
-        self.captured += 1;
+        match f.repeat {
+            true => self.repeated += 1,
+            false => self.captured += 1,
+        }
         self.last_sent_at = now;
         self.last = Some(f.clone());
         f
@@ -65,7 +71,7 @@ impl Pacer {
         }
         self.repeated += 1;
         self.last_sent_at = now;
-        Some(Frame { jpeg: last.jpeg.clone(), captured_at: now })
+        Some(Frame { jpeg: last.jpeg.clone(), captured_at: now, repeat: true })
     }
 }
 
@@ -77,7 +83,7 @@ mod tests {
     fn repeats_only_when_idle() {
         let mut p = Pacer::new(30);
         assert!(p.tick(0.0).is_none(), "nothing to repeat before the first frame");
-        p.fresh(Frame { jpeg: Bytes::from_static(b"a"), captured_at: 1.0 }, 1.0);
+        p.fresh(Frame { jpeg: Bytes::from_static(b"a"), captured_at: 1.0, repeat: false }, 1.0);
         assert!(p.tick(1.02).is_none());
         let r = p.tick(1.06).expect("repeat after 1.5 intervals");
         assert_eq!((r.jpeg.as_ref(), r.captured_at), (b"a".as_ref(), 1.06));

@@ -15,10 +15,9 @@ use tracing::{debug, warn};
 
 use super::{epoch_now, Frame};
 
-/// Starts the screencast; frames arrive on the returned channel until the page goes away.
-/// `every_nth` skips compositor frames: headless Chrome paints at 60 Hz, so 2 gives 30 fps.
 /// Starts the screencast: the page's picture now (a screenshot, stamped when it was asked
 /// for), and the screencast frames that follow, stamped by Chromium when they were drawn.
+/// `every_nth` skips compositor frames: headless Chrome paints at 60 Hz, so 2 gives 30 fps.
 pub async fn start(page: &Page, width: u32, height: u32, quality: u32, every_nth: u32) -> Result<(Frame, mpsc::Receiver<Frame>)> {
     let mut events = page.event_listener::<EventScreencastFrame>().await?;
     let (tx, rx) = mpsc::channel(8);
@@ -37,7 +36,7 @@ pub async fn start(page: &Page, width: u32, height: u32, quality: u32, every_nth
                 }
             };
             let captured_at = ev.metadata.timestamp.as_ref().map(|t| *t.inner()).unwrap_or_else(epoch_now);
-            if tx.send(Frame { jpeg, captured_at }).await.is_err() {
+            if tx.send(Frame { jpeg, captured_at, repeat: false }).await.is_err() {
                 break;
             }
         }
@@ -58,7 +57,7 @@ pub async fn start(page: &Page, width: u32, height: u32, quality: u32, every_nth
     let jpeg = base64::engine::general_purpose::STANDARD
         .decode(AsRef::<str>::as_ref(&shot.result.data))
         .context("decoding the first frame")?;
-    Ok((Frame { jpeg: jpeg.into(), captured_at }, rx))
+    Ok((Frame { jpeg: jpeg.into(), captured_at, repeat: false }, rx))
 }
 
 pub async fn stop(page: &Page) {

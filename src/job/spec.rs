@@ -5,7 +5,7 @@ use livekit_protocol as proto;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{Config, Rung};
+use crate::config::{CaptureBackend, Config, Rung};
 
 /// A request field that cannot be honoured; becomes Twirp `invalid_argument` or `unimplemented`.
 #[derive(Debug, Error, PartialEq)]
@@ -33,6 +33,9 @@ pub struct VideoSpec {
     pub x264_preset: String,
     pub x264_tune: String,
     pub jpeg_quality: u32,
+    /// How the picture is taken from the page.
+    #[serde(default)]
+    pub capture: CaptureBackend,
 }
 
 /// Audio codec of an egress's output.
@@ -173,6 +176,8 @@ impl HlsTiming {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BrowserSpec {
     pub chromium_path: String,
+    /// The build that takes begin-frame control (for [`CaptureBackend::BeginFrame`]).
+    pub headless_shell_path: String,
     pub extra_flags: Vec<String>,
     pub resolver_exclude: Vec<String>,
 }
@@ -263,6 +268,7 @@ fn video_spec(options: Option<&proto::web_egress_request::Options>, cfg: &Config
         x264_preset: cfg.encoder.x264_preset.clone(),
         x264_tune: cfg.encoder.x264_tune.clone(),
         jpeg_quality: cfg.encoder.jpeg_quality,
+        capture: cfg.capture.backend,
     })
 }
 
@@ -274,7 +280,7 @@ fn audio_spec(options: Option<&proto::web_egress_request::Options>, cfg: &Config
         bitrate_kbps: 128,
         sample_rate: 48_000,
         channels: 2,
-        offset_ms: cfg.audio.offset_ms,
+        offset_ms: cfg.audio.offset_ms.unwrap_or_else(|| cfg.capture.backend.default_audio_offset_ms()),
         pulseaudio_path: cfg.audio.pulseaudio_path.display().to_string(),
     };
     if let Some(Options::Advanced(adv)) = options {
@@ -430,6 +436,7 @@ impl BrowserSpec {
     pub fn from_config(cfg: &Config) -> Self {
         Self {
             chromium_path: cfg.chromium.path.display().to_string(),
+            headless_shell_path: cfg.capture.headless_shell_path.display().to_string(),
             extra_flags: cfg.chromium.extra_flags.clone(),
             resolver_exclude: cfg.chromium.resolver_exclude.clone(),
         }

@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::browser::{self, Chromium};
-use crate::capture::{epoch_now, pulse::SoundServer, screencast, Frame, Pacer};
+use crate::browser::{self, Chromium, Rendering};
+use crate::capture::{beginframe::BeginFrames, epoch_now, pulse::SoundServer, screencast, Frame, Pacer};
+use crate::config::CaptureBackend;
 use crate::job::spec::JobSpec;
 use crate::media::MuxOutput;
 use crate::pipeline::{AudioInput, PipelineEvent, Pipeline};
@@ -34,12 +35,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The page size of an audio-only egress: nothing is captured, but layouts expect a viewport.
 const AUDIO_ONLY_VIEWPORT: (u32, u32) = (1280, 720);
 
-/// The page's picture as it comes: screencast frames, and the pacer that repeats the last one
+/// The page's picture as it comes: captured frames, and the pacer that repeats the last one
 /// while the page paints nothing new.
 struct Picture {
     frames: mpsc::Receiver<Frame>,
     pacer: Pacer,
     tick: tokio::time::Interval,
+    /// The source sends nothing while the page is still (the screencast): the pacer repeats.
+    /// A begin-frame source sends a frame for every slot itself.
+    repeat_when_idle: bool,
     /// The first picture (a screenshot), held until the screencast's first frame shows the
     /// compositor's cadence (see [`next_frame`]).
     first: Option<Frame>,
@@ -89,7 +93,7 @@ async fn next_frame(picture: &mut Option<Picture>) -> Next {
             Some(f) => Next::Frames { frames: vec![p.pacer.fresh(f, epoch_now())], fresh: true },
             None => Next::Ended,
         },
-        _ = p.tick.tick() => match p.pacer.tick(epoch_now()) {
+        _ = p.tick.tick(), if p.repeat_when_idle => match p.pacer.tick(epoch_now()) {
             Some(frame) => Next::Frames { frames: vec![frame], fresh: false },
             None => Next::Nothing,
         },
@@ -125,7 +129,7 @@ pub async fn run(spec: &JobSpec, events: mpsc::UnboundedSender<WorkerEvent>, sto
     }
     let address = sound.as_ref().map(|s| s.address());
     let mut chromium = tokio::select! {
-        c = Chromium::launch(&spec.browser, width, height, address.as_deref(), start_timeout) => c?,
+        c = Chromium::launch(&spec.browser, rendering(spec), width, height, address.as_deref(), start_timeout) => c?,
         _ = stop.cancelled() => return Ok(()),
     };
     let _ = events.send(WorkerEvent::BrowserStarted { pid: chromium.pid() });
@@ -133,6 +137,14 @@ pub async fn run(spec: &JobSpec, events: mpsc::UnboundedSender<WorkerEvent>, sto
     chromium.close().await;
     drop(sound);
     result
+}
+
+/// Audio only captures no picture: the page renders as Chromium's new headless mode does.
+fn rendering(spec: &JobSpec) -> Rendering {
+    match spec.video.as_ref().map(|v| v.capture) {
+        Some(CaptureBackend::BeginFrame) => Rendering::BeginFrameControl,
+        Some(CaptureBackend::Screencast) | None => Rendering::Headless,
+    }
 }
 
 async fn capture(
@@ -146,6 +158,12 @@ async fn capture(
     let (width, height) = spec.video.as_ref().map(|v| (v.width, v.height)).unwrap_or(AUDIO_ONLY_VIEWPORT);
     let start_timeout = Duration::from_secs(spec.start_timeout_secs);
     let page = chromium.new_page(width, height).await?;
+    // Under begin-frame control nothing renders unless told: frames are driven from here on,
+    // so the page loads and animates as it would anywhere else.
+    let mut driver = match (rendering(spec), &spec.video) {
+        (Rendering::BeginFrameControl, Some(v)) => Some(BeginFrames::start(&page, v.framerate, v.jpeg_quality)),
+        _ => None,
+    };
     // Only subscribed when the page's signals matter: an unread console would buffer forever.
     let mut console = match spec.await_start_signal {
         true => Some(browser::console(&page).await?),
@@ -188,14 +206,20 @@ async fn capture(
 
     let mut picture = match &spec.video {
         Some(v) => {
-            // Headless Chrome paints at 60 Hz; skip compositor frames we would drop anyway.
-            let every_nth = (60 / v.framerate.max(1)).max(1);
-            let (first, frames) = screencast::start(&page, v.width, v.height, v.jpeg_quality, every_nth).await?;
+            let (first, frames) = match driver.as_mut() {
+                Some(d) => (None, d.capture()),
+                None => {
+                    // Headless Chrome paints at 60 Hz; skip compositor frames we would drop anyway.
+                    let every_nth = (60 / v.framerate.max(1)).max(1);
+                    let (first, frames) = screencast::start(&page, v.width, v.height, v.jpeg_quality, every_nth).await?;
+                    (Some(first), frames)
+                }
+            };
             let pacer = Pacer::new(v.framerate);
             let mut tick = tokio::time::interval(pacer.tick_every());
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let first_until = tokio::time::Instant::now() + FIRST_FRAME_WAIT;
-            Some(Picture { frames, pacer, tick, first: Some(first), first_until })
+            Some(Picture { frames, pacer, tick, repeat_when_idle: driver.is_none(), first, first_until })
         }
         None => None,
     };
@@ -238,9 +262,13 @@ async fn capture(
         }
     };
     if let Some(p) = &picture {
-        info!(captured = p.pacer.captured, repeated = p.pacer.repeated, "capture ended");
-        let _ = tokio::time::timeout(Duration::from_secs(1), screencast::stop(&page)).await;
+        let late = driver.as_ref().map(|d| d.counts.late.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0);
+        info!(captured = p.pacer.captured, repeated = p.pacer.repeated, late, "capture ended");
+        if driver.is_none() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), screencast::stop(&page)).await;
+        }
     }
+    drop(driver);
     // Drain even after a failure: what was captured is flushed, not lost.
     pipe.put_events(pipe_events);
     let drained = pipe.finish(DRAIN_TIMEOUT).await;
