@@ -114,14 +114,15 @@ impl std::str::FromStr for CaptureBackend {
 pub struct CaptureConfig {
     /// Which capture path egresses use. Env: ROOMCAST_CAPTURE.
     pub backend: CaptureBackend,
-    /// The Chromium build with begin-frame control (Debian: chromium-headless-shell).
+    /// The Chromium build with begin-frame control (Debian: chromium-headless-shell; its
+    /// /usr/bin wrapper is a shell that would sit between us and the browser).
     /// Env: ROOMCAST_HEADLESS_SHELL_PATH.
     pub headless_shell_path: PathBuf,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        Self { backend: CaptureBackend::default(), headless_shell_path: PathBuf::from("/usr/bin/chromium-headless-shell") }
+        Self { backend: CaptureBackend::default(), headless_shell_path: PathBuf::from("/usr/lib/chromium/chromium-headless-shell") }
     }
 }
 

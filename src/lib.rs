@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod job;
 pub mod media;
+pub mod metrics;
 pub mod origin;
 pub mod output;
 pub mod pipeline;

@@ -148,7 +148,8 @@ async fn run_foreground(spec: JobSpec, out: PathBuf, duration: Option<f64>) -> R
         match ev {
             WorkerEvent::Media(m) => hls.push(m)?,
             WorkerEvent::Active => eprintln!("roomcast: capturing; writing to {}", out.display()),
-            WorkerEvent::BrowserStarted { .. } => {}
+            // The worker logs its own frame counts when it ends.
+            WorkerEvent::BrowserStarted { .. } | WorkerEvent::Stats(_) => {}
         }
     }
     let result = egress.await.context("egress task")?;

@@ -30,3 +30,24 @@ pub enum MuxOutput {
     /// moof+mdat.
     Chunk(ChunkMeta, Bytes),
 }
+
+/// How an egress's picture is doing, counted since it started; the worker sends it every
+/// second and at the end (shown in `/metrics` and the logs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameStats {
+    /// New pictures from the page.
+    pub captured: u64,
+    /// The page's last picture sent again, because the page had not changed.
+    pub repeated: u64,
+    /// Begin-frame capture: slots that passed with no frame, because the one before took
+    /// longer than a frame interval.
+    pub late: u64,
+    /// Output frames that repeat the previous one to keep the rate (videorate).
+    pub duplicated: u64,
+    /// Captured frames never shown (videorate).
+    pub dropped: u64,
+    /// Frames out of the main rendition's encoder.
+    pub encoded: u64,
+    /// How far the main encoder's output is behind the frames given to it, ms.
+    pub encoder_lag_ms: u64,
+}

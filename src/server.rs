@@ -4,10 +4,13 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
 use tracing::{info, warn};
 
 use crate::api::{self, auth::Auth, ApiState};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::job::manager::JobManager;
 use crate::origin::{self, OriginState};
 use crate::output::hls::stream::Registry;
@@ -22,9 +25,11 @@ pub async fn serve(cfg: Config) -> Result<()> {
     std::fs::create_dir_all(&cfg.output_dir).with_context(|| format!("creating {}", cfg.output_dir.display()))?;
     let cfg = Arc::new(cfg);
     let streams = Registry::new();
-    let jobs = JobManager::new(Arc::clone(&cfg), Arc::clone(&streams));
+    let metrics = Metrics::new();
+    let jobs = JobManager::new(Arc::clone(&cfg), Arc::clone(&streams), Arc::clone(&metrics));
     let app = api::router(ApiState { auth: Arc::new(Auth::new(&key, &secret)), jobs: Arc::clone(&jobs) })
-        .merge(origin::router(OriginState { output_dir: cfg.output_dir.clone(), streams }, &cfg.templates_dir));
+        .merge(origin::router(OriginState { output_dir: cfg.output_dir.clone(), streams }, &cfg.templates_dir))
+        .route("/metrics", get(move || async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }));
     let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("binding {}", cfg.bind))?;
     let addr = listener.local_addr()?;
     info!(%addr, public_url = %cfg.public_url(), "roomcast serving");

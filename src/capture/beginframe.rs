@@ -21,9 +21,17 @@ use super::{epoch_now, Frame};
 /// Frame counts of a begin-frame source, read while it runs.
 #[derive(Debug, Default)]
 pub struct Counts {
-    /// Frames whose BeginFrame took longer than the frame interval, so the next slot passed
-    /// unrendered (videorate fills it with a duplicate).
+    /// Slots that passed with no frame, because the one before took longer than they did
+    /// (videorate fills each with a duplicate).
     pub late: std::sync::atomic::AtomicU64,
+}
+
+/// CLOCK_MONOTONIC in seconds: Chromium's TimeTicks and tokio's Instant both count it.
+fn monotonic_now() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// A running begin-frame loop: it drives the page's rendering from the moment it is created
@@ -67,17 +75,29 @@ async fn drive(page: Page, fps: u32, quality: u32, capturing: Arc<AtomicBool>, c
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut last: Option<Bytes> = None;
     let mut failures = 0u32;
+    let mut previous: Option<tokio::time::Instant> = None;
     loop {
         let slot = tick.tick().await;
+        if let Some(p) = previous {
+            // Slots skipped because the last frame took longer than they did.
+            let gap = (slot - p).as_secs_f64() / interval.as_secs_f64();
+            counts.late.fetch_add((gap.round() as u64).saturating_sub(1), Ordering::Relaxed);
+        }
+        previous = Some(slot);
         let shoot = capturing.load(Ordering::Acquire);
-        let mut params = BeginFrameParams::builder().interval(interval.as_secs_f64() * 1000.0);
+        // The frame shows the page at its slot's time, however late it is sent: Chromium's
+        // frame time is CLOCK_MONOTONIC (as tokio's Instant), so animations and timestamps
+        // stay on the grid.
+        let behind = slot.elapsed().as_secs_f64();
+        let mut params = BeginFrameParams::builder()
+            .frame_time_ticks((monotonic_now() - behind) * 1000.0)
+            .interval(interval.as_secs_f64() * 1000.0);
         if shoot {
             params = params.screenshot(
                 ScreenshotParams::builder().format(ScreenshotParamsFormat::Jpeg).quality(quality as i64).optimize_for_speed(true).build(),
             );
         }
-        // The picture shows the page as of this BeginFrame's time: now.
-        let captured_at = epoch_now();
+        let captured_at = epoch_now() - behind;
         let res = match page.execute(params.build()).await {
             Ok(r) => {
                 failures = 0;
@@ -94,9 +114,6 @@ async fn drive(page: Page, fps: u32, quality: u32, capturing: Arc<AtomicBool>, c
                 continue;
             }
         };
-        if slot.elapsed() > interval {
-            counts.late.fetch_add(1, Ordering::Relaxed);
-        }
         if !shoot {
             continue;
         }

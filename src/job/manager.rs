@@ -15,6 +15,8 @@ use super::spec::JobSpec;
 use super::state::JobState;
 use super::JobError;
 use crate::config::Config;
+use crate::media::FrameStats;
+use crate::metrics::Metrics;
 use crate::output::hls::stream::{Registry, Stream};
 use crate::output::hls::HlsWriter;
 use crate::worker::ipc::FromWorker;
@@ -42,6 +44,7 @@ pub struct JobManager {
     cfg: Arc<Config>,
     jobs: Mutex<Jobs>,
     streams: Arc<Registry>,
+    metrics: Arc<Metrics>,
 }
 
 /// How long an ended stream stays in memory, so players holding its last playlist can still
@@ -53,8 +56,8 @@ fn new_egress_id() -> String {
 }
 
 impl JobManager {
-    pub fn new(cfg: Arc<Config>, streams: Arc<Registry>) -> Arc<Self> {
-        Arc::new(Self { cfg, jobs: Mutex::new(Jobs::default()), streams })
+    pub fn new(cfg: Arc<Config>, streams: Arc<Registry>, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self { cfg, jobs: Mutex::new(Jobs::default()), streams, metrics })
     }
 
     fn jobs(&self) -> std::sync::MutexGuard<'_, Jobs> {
@@ -206,11 +209,16 @@ impl JobManager {
         let mut output_error: Option<String> = None;
         let mut control_open = true;
         let mut stop_requested = false;
+        let mut frames = FrameStats::default();
         loop {
             tokio::select! {
                 msg = from_worker.recv() => match msg {
                     Some(FromWorker::Event(WorkerEvent::BrowserStarted { pid })) => worker.set_chromium(pid),
                     Some(FromWorker::Event(WorkerEvent::Active)) => self.update(&id, |s| s.activate()),
+                    Some(FromWorker::Event(WorkerEvent::Stats(now))) => {
+                        self.metrics.frames(&id, &frames, &now);
+                        frames = now;
+                    }
                     Some(FromWorker::Event(WorkerEvent::Media(m))) => {
                         match hls.push(m) {
                             Ok(()) => self.update(&id, |s| s.set_segments(hls.stats())),
@@ -251,6 +259,7 @@ impl JobManager {
                 worker.wait().await
             }
         };
+        self.metrics.remove(&id);
         let finalised = hls.finish().map_err(|e| format!("hls output: {e:#}"));
         let stats = hls.stats();
         self.finish(&id, |s| {

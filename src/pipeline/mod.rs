@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::job::spec::{AudioCodec, AudioSpec, HlsSpec, HlsTiming, VideoSpec};
-use crate::media::{ChunkMeta, MuxOutput};
+use crate::media::{ChunkMeta, FrameStats, MuxOutput};
 
 /// Registers GStreamer and the statically linked `cmafmux` once per process.
 pub fn init() -> Result<()> {
@@ -80,6 +80,18 @@ pub struct Pipeline {
     wall_offset_ns: Option<i128>,
     last_pts: Option<u64>,
     events: Option<mpsc::UnboundedReceiver<PipelineEvent>>,
+    /// What the picture's constant-rate stage and main encoder did (None for audio only).
+    video_probes: Option<VideoProbes>,
+}
+
+/// Counters read from the picture's path while it runs (see [`Pipeline::frame_stats`]).
+struct VideoProbes {
+    rate: gst::Element,
+    /// PTS of the last frame given to the encoders, and the latest out of the main one
+    /// (running time; 0 until the first).
+    into_encoder: Arc<AtomicU64>,
+    out_of_encoder: Arc<AtomicU64>,
+    encoded: Arc<AtomicU64>,
 }
 
 fn make(factory: &str) -> Result<gst::Element> {
@@ -101,8 +113,11 @@ impl Pipeline {
             Some(a) => Some(audio_branch(&pipeline, a, Arc::clone(&first_video_pts), video.is_some())?),
             None => None,
         };
-        let appsrc = match video {
-            Some(video) => Some(video_branches(&pipeline, video, hls, &timing, audio_tee.as_ref().map(|a| &a.0), &out)?),
+        let (appsrc, video_probes) = match video {
+            Some(video) => {
+                let (src, probes) = video_branches(&pipeline, video, hls, &timing, audio_tee.as_ref().map(|a| &a.0), &out)?;
+                (Some(src), Some(probes))
+            }
             None => {
                 let (tee, ..) = audio_tee.as_ref().ok_or_else(|| anyhow!("an egress needs a picture or a sound"))?;
                 let (mux, sink) = mux_to_appsink("cmafmux", &timing, 0, out)?;
@@ -110,14 +125,24 @@ impl Pipeline {
                 pipeline.add_many([&q, &mux, &sink])?;
                 gst::Element::link_many([tee, &q, &mux, &sink]).context("linking the sound into its muxer")?;
                 split_after_first_part(&q.static_pad("src").context("queue has no src pad")?, &mux, timing.part_ns());
-                None
+                (None, None)
             }
         };
         let (audio_src, audio_gate) = match audio_tee {
             Some((_, src, gate)) => (Some(src), gate),
             None => (None, None),
         };
-        Ok(Self { pipeline, appsrc, audio_src, first_video_pts, audio_gate, wall_offset_ns: None, last_pts: None, events: None })
+        Ok(Self {
+            pipeline,
+            appsrc,
+            audio_src,
+            first_video_pts,
+            audio_gate,
+            wall_offset_ns: None,
+            last_pts: None,
+            events: None,
+            video_probes,
+        })
     }
 
     /// Sets the pipeline playing and starts watching its bus.
@@ -173,6 +198,26 @@ impl Pipeline {
     /// Epoch ns of running time zero (for wall-clock stamps on chunks).
     pub fn wall_offset_ns(&self) -> i128 {
         self.wall_offset_ns.unwrap_or(0)
+    }
+
+    /// The constant-rate stage's and main encoder's counts; the capture's own are the
+    /// caller's to fill in.
+    pub fn frame_stats(&self) -> FrameStats {
+        let Some(p) = &self.video_probes else { return FrameStats::default() };
+        let encoded = p.encoded.load(Ordering::Relaxed);
+        let (into, out) = (p.into_encoder.load(Ordering::Relaxed), p.out_of_encoder.load(Ordering::Relaxed));
+        FrameStats {
+            duplicated: p.rate.property::<u64>("duplicate"),
+            dropped: p.rate.property::<u64>("drop"),
+            encoded,
+            encoder_lag_ms: match (into, encoded) {
+                (UNSET, _) => 0,
+                // Nothing out yet: the lag is everything given so far.
+                (i, 0) => i.saturating_sub(self.first_video_pts.load(Ordering::Relaxed)) / 1_000_000,
+                (i, _) => i.saturating_sub(out) / 1_000_000,
+            },
+            ..Default::default()
+        }
     }
 
     /// Pushes one JPEG frame, stamped with its capture time mapped onto the pipeline clock.
@@ -244,7 +289,7 @@ fn video_branches(
     timing: &HlsTiming,
     audio_tee: Option<&gst::Element>,
     out: &mpsc::UnboundedSender<MuxOutput>,
-) -> Result<gst_app::AppSrc> {
+) -> Result<(gst_app::AppSrc, VideoProbes)> {
     let appsrc = gst_app::AppSrc::builder()
         .name("capture")
         .is_live(true)
@@ -273,6 +318,19 @@ fn video_branches(
         .property("caps", gst::Caps::builder("video/x-raw").field("framerate", gst::Fraction::new(video.framerate as i32, 1)).build())
         .build()?;
     let tee = make("tee")?;
+    let probes = VideoProbes {
+        rate: rate.clone(),
+        into_encoder: Arc::new(AtomicU64::new(UNSET)),
+        out_of_encoder: Arc::new(AtomicU64::new(0)),
+        encoded: Arc::new(AtomicU64::new(0)),
+    };
+    let into = Arc::clone(&probes.into_encoder);
+    tee.static_pad("sink").context("tee has no sink pad")?.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
+            into.store(pts.nseconds(), Ordering::Relaxed);
+        }
+        gst::PadProbeReturn::Ok
+    });
     let head = [appsrc.upcast_ref::<gst::Element>(), &jpegdec, &scale, &convert, &size_caps, &rate, &rate_caps, &tee];
     pipeline.add_many(head)?;
     gst::Element::link_many(head).context("linking the capture half of the pipeline")?;
@@ -280,7 +338,10 @@ fn video_branches(
     let rungs = std::iter::once(main).chain(hls.ladder.iter().map(|r| (r.width, r.height, r.bitrate_kbps)));
     for (rendition, (width, height, bitrate_kbps)) in rungs.enumerate() {
         let v = VideoSpec { width, height, bitrate_kbps, ..video.clone() };
-        let branch = encode_branch(&v, rendition > 0, audio_tee.is_some(), timing, rendition, out.clone())?;
+        let (branch, encoder) = encode_branch(&v, rendition > 0, audio_tee.is_some(), timing, rendition, out.clone())?;
+        if rendition == 0 {
+            count_encoded(&encoder, &probes)?;
+        }
         let refs: Vec<&gst::Element> = branch.iter().collect();
         pipeline.add_many(&refs)?;
         gst::Element::link_many(&refs).context("linking an encoder branch")?;
@@ -292,7 +353,23 @@ fn video_branches(
             gst::Element::link_many([audio_tee, &queue, mux]).context("linking the audio into a muxer")?;
         }
     }
-    Ok(appsrc)
+    Ok((appsrc, probes))
+}
+
+/// Counts the encoder's output and remembers its last input time. x264enc shifts its
+/// timestamps (by 1000 h, so DTS never goes negative): compare in running time.
+fn count_encoded(encoder: &gst::Element, probes: &VideoProbes) -> Result<()> {
+    let (out, encoded) = (Arc::clone(&probes.out_of_encoder), Arc::clone(&probes.encoded));
+    encoder.static_pad("src").context("encoder has no src pad")?.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(pts) = info.buffer().and_then(|b| b.pts()) else { return gst::PadProbeReturn::Ok };
+        let segment = pad.sticky_event::<gst::event::Segment>(0);
+        let running = segment.as_ref().and_then(|s| s.segment().downcast_ref::<gst::ClockTime>().and_then(|s| s.to_running_time(pts)));
+        encoded.fetch_add(1, Ordering::Relaxed);
+        // Frames come out in decode order: keep the latest presentation time seen.
+        out.fetch_max(running.unwrap_or(pts).nseconds(), Ordering::Relaxed);
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
 }
 
 fn queue() -> Result<gst::Element> {
@@ -396,7 +473,7 @@ fn encode_branch(
     timing: &HlsTiming,
     rendition: usize,
     out: mpsc::UnboundedSender<MuxOutput>,
-) -> Result<Vec<gst::Element>> {
+) -> Result<(Vec<gst::Element>, gst::Element)> {
     let mut chain = vec![queue()?];
     if scaled {
         chain.push(make("videoscale")?);
@@ -417,8 +494,8 @@ fn encode_branch(
     let (mux, sink) = mux_to_appsink(if with_audio { "isofmp4mux" } else { "cmafmux" }, timing, rendition, out)?;
     let parse = make("h264parse")?;
     split_after_first_part(&parse.static_pad("src").context("h264parse has no src pad")?, &mux, timing.part_ns());
-    chain.extend([enc, enc_caps, parse, mux, sink]);
-    Ok(chain)
+    chain.extend([enc.clone(), enc_caps, parse, mux, sink]);
+    Ok((chain, enc))
 }
 
 /// A muxer cutting fragments (segments) and chunks (parts) on the grid, and the appsink that

@@ -13,7 +13,7 @@ use tracing::{error, info};
 
 use super::WorkerEvent;
 use crate::job::spec::JobSpec;
-use crate::media::{ChunkMeta, MuxOutput};
+use crate::media::{ChunkMeta, FrameStats, MuxOutput};
 
 /// Largest frame part we accept; a 20 s 4K segment is far below this.
 const MAX_FRAME: u32 = 64 << 20;
@@ -28,6 +28,7 @@ enum Header {
         rendition: usize,
     },
     Chunk { meta: ChunkMeta },
+    Stats { stats: FrameStats },
     Ended { error: Option<String> },
 }
 
@@ -45,6 +46,7 @@ pub async fn write_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &FromWorker) -> Re
         FromWorker::Event(WorkerEvent::Active) => (Header::Active, None),
         FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(r, b))) => (Header::Init { rendition: *r }, Some(b)),
         FromWorker::Event(WorkerEvent::Media(MuxOutput::Chunk(meta, b))) => (Header::Chunk { meta: *meta }, Some(b)),
+        FromWorker::Event(WorkerEvent::Stats(stats)) => (Header::Stats { stats: *stats }, None),
         FromWorker::Ended(error) => (Header::Ended { error: error.clone() }, None),
     };
     let header = serde_json::to_vec(&header)?;
@@ -82,6 +84,7 @@ pub async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<FromWork
         Header::Active => FromWorker::Event(WorkerEvent::Active),
         Header::Init { rendition } => FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(rendition, body.into()))),
         Header::Chunk { meta } => FromWorker::Event(WorkerEvent::Media(MuxOutput::Chunk(meta, body.into()))),
+        Header::Stats { stats } => FromWorker::Event(WorkerEvent::Stats(stats)),
         Header::Ended { error } => FromWorker::Ended(error),
     }))
 }
@@ -150,6 +153,7 @@ mod tests {
         let msgs = vec![
             FromWorker::Event(WorkerEvent::BrowserStarted { pid: 42 }),
             FromWorker::Event(WorkerEvent::Active),
+            FromWorker::Event(WorkerEvent::Stats(FrameStats { captured: 3, late: 1, encoder_lag_ms: 40, ..Default::default() })),
             FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(1, Bytes::from_static(b"init")))),
             FromWorker::Event(WorkerEvent::Media(MuxOutput::Chunk(
                 ChunkMeta { pts_ns: 1, duration_ns: 2, fragment_start: true, independent: true, wallclock_ms: 3, rendition: 2 },

@@ -16,7 +16,7 @@ use crate::browser::{self, Chromium, Rendering};
 use crate::capture::{beginframe::BeginFrames, epoch_now, pulse::SoundServer, screencast, Frame, Pacer};
 use crate::config::CaptureBackend;
 use crate::job::spec::JobSpec;
-use crate::media::MuxOutput;
+use crate::media::{FrameStats, MuxOutput};
 use crate::pipeline::{AudioInput, PipelineEvent, Pipeline};
 
 /// What a running egress reports, in order.
@@ -27,7 +27,15 @@ pub enum WorkerEvent {
     /// The first frame is in the pipeline.
     Active,
     Media(MuxOutput),
+    /// The picture's counts so far (every [`STATS_EVERY`]).
+    Stats(FrameStats),
 }
+
+/// How often a running egress reports its [`FrameStats`].
+const STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// Encoder output this far behind its input means it cannot keep up with the frame rate.
+const ENCODER_LAG_WARN_MS: u64 = 1000;
 
 /// How long a stopping pipeline may take to push out its last chunks.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,6 +105,49 @@ async fn next_frame(picture: &mut Option<Picture>) -> Next {
             Some(frame) => Next::Frames { frames: vec![frame], fresh: false },
             None => Next::Nothing,
         },
+    }
+}
+
+/// The pipeline's counts with the capture's.
+fn frame_stats(pipe: &Pipeline, picture: Option<&Picture>, driver: Option<&BeginFrames>) -> FrameStats {
+    let mut s = pipe.frame_stats();
+    if let Some(p) = picture {
+        (s.captured, s.repeated) = (p.pacer.captured, p.pacer.repeated);
+    }
+    s.late = driver.map(|d| d.counts.late.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0);
+    s
+}
+
+/// Says in the log when the picture goes wrong, once per episode: an encoder that cannot
+/// keep up, or a capture that misses frames.
+#[derive(Default)]
+struct Watch {
+    last: FrameStats,
+    encoder_behind: bool,
+    missing: bool,
+}
+
+impl Watch {
+    fn check(&mut self, s: &FrameStats) {
+        let behind = s.encoder_lag_ms > ENCODER_LAG_WARN_MS;
+        match (behind, self.encoder_behind) {
+            (true, false) => warn!(lag_ms = s.encoder_lag_ms, "encoder falling behind: its output is late against the captured frames"),
+            (false, true) => info!(lag_ms = s.encoder_lag_ms, "encoder caught up"),
+            _ => {}
+        }
+        self.encoder_behind = behind;
+        let late = s.late.saturating_sub(self.last.late);
+        let duplicated = s.duplicated.saturating_sub(self.last.duplicated);
+        let dropped = s.dropped.saturating_sub(self.last.dropped);
+        // More than a tenth of the last second's frames were not the page's own.
+        let missing = late + duplicated + dropped > s.encoded.saturating_sub(self.last.encoded) / 10 + 1;
+        match (missing, self.missing) {
+            (true, false) => warn!(late, duplicated, dropped, "capture missing frames: slots filled by repeating the last one"),
+            (false, true) => info!("capture keeping up again"),
+            _ => {}
+        }
+        self.missing = missing;
+        self.last = *s;
     }
 }
 
@@ -228,8 +279,15 @@ async fn capture(
     if active {
         let _ = events.send(WorkerEvent::Active);
     }
+    let mut stats_tick = tokio::time::interval(STATS_EVERY);
+    let mut watch = Watch::default();
     let outcome: Result<()> = loop {
         tokio::select! {
+            _ = stats_tick.tick(), if picture.is_some() => {
+                let stats = frame_stats(&pipe, picture.as_ref(), driver.as_ref());
+                watch.check(&stats);
+                let _ = events.send(WorkerEvent::Stats(stats));
+            }
             next = next_frame(&mut picture) => match next {
                 Next::Frames { frames, fresh } => {
                     if let Err(e) = frames.into_iter().try_for_each(|f| pipe.push_jpeg(f.jpeg, f.captured_at)) { break Err(e) }
@@ -261,9 +319,18 @@ async fn capture(
             _ = stop.cancelled() => break Ok(()),
         }
     };
-    if let Some(p) = &picture {
-        let late = driver.as_ref().map(|d| d.counts.late.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0);
-        info!(captured = p.pacer.captured, repeated = p.pacer.repeated, late, "capture ended");
+    if picture.is_some() {
+        let s = frame_stats(&pipe, picture.as_ref(), driver.as_ref());
+        let _ = events.send(WorkerEvent::Stats(s));
+        info!(
+            captured = s.captured,
+            repeated = s.repeated,
+            late = s.late,
+            duplicated = s.duplicated,
+            dropped = s.dropped,
+            encoded = s.encoded,
+            "capture ended"
+        );
         if driver.is_none() {
             let _ = tokio::time::timeout(Duration::from_secs(1), screencast::stop(&page)).await;
         }

@@ -253,31 +253,40 @@ impl Drop for Server {
 }
 
 /// (pid, comm) of live processes whose environment has TMPDIR=`dir` or whose command line
-/// names a path under `dir`.
+/// names a path under `dir`, and of their descendants (the children of Chromium's headless
+/// shell name no profile and overwrite their environment).
 pub fn processes_marked_by(dir: &Path) -> Vec<(i32, String)> {
     let env_needle = format!("TMPDIR={}", dir.display()).into_bytes();
     let path_needle = dir.display().to_string().into_bytes();
-    let mut found = vec![];
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return vec![] };
+    // (pid, parent, comm, marked) of every live process.
+    let mut all = vec![];
     for entry in entries.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let mut fields = stat.rsplit(") ").next().unwrap_or("").split_whitespace();
+        // Zombies are dead already; they only wait for their parent to reap them.
+        let state = fields.next().unwrap_or("?");
+        let parent: i32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if state == "Z" || state == "X" || stat.is_empty() {
+            continue;
+        }
         let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let by_env = env.split(|b| *b == 0).any(|kv| kv == env_needle.as_slice());
         let by_cmd = cmd.windows(path_needle.len().max(1)).any(|w| w == path_needle.as_slice());
-        if !by_env && !by_cmd {
-            continue;
-        }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Zombies are dead already; they only wait for their parent to reap them.
-        let state = stat.rsplit(") ").next().and_then(|s| s.chars().next()).unwrap_or('?');
-        if state == 'Z' || state == 'X' {
-            continue;
-        }
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string();
-        found.push((pid, comm));
+        all.push((pid, parent, comm, by_env || by_cmd));
     }
-    found
+    let mut marked: std::collections::HashSet<i32> = all.iter().filter(|p| p.3).map(|p| p.0).collect();
+    loop {
+        let more: Vec<i32> = all.iter().filter(|p| marked.contains(&p.1) && !marked.contains(&p.0)).map(|p| p.0).collect();
+        if more.is_empty() {
+            break;
+        }
+        marked.extend(more);
+    }
+    all.into_iter().filter(|p| marked.contains(&p.0)).map(|(pid, _, comm, _)| (pid, comm)).collect()
 }
 
 pub fn token(record: bool) -> String {

@@ -1,0 +1,119 @@
+//! End-to-end tests of the capture backends (issue 5): each one, chosen by config, runs the
+//! Chromium it needs, gives exactly the requested frame rate with evenly spaced timestamps
+//! and new pictures in (nearly) every frame of an animated page, and reports its frame
+//! counts in `/metrics` while it runs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const S: Duration = Duration::from_secs(1);
+
+/// Presentation times of every video frame of `input`, and of the frames that show a new
+/// picture: ffmpeg's mpdecimate drops each frame that differs from the last kept one only by
+/// noise (an encoder refining a still picture changes its decoded pixels a little).
+fn frame_times(input: &str) -> (Vec<f64>, Vec<f64>) {
+    let run = |filter: &str| -> Vec<f64> {
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i", input, "-map", "0:v", "-vf", filter, "-fps_mode", "passthrough", "-f", "framemd5", "-"])
+            .output()
+            .expect("ffmpeg");
+        assert!(out.status.success(), "ffmpeg {filter}: {}", String::from_utf8_lossy(&out.stderr));
+        // framemd5: a "#tb 0: N/D" header, then "stream, dts, pts, duration, size, hash" lines.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let tb: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#tb 0: "))
+            .and_then(|r| r.split_once('/'))
+            .map(|(n, d)| n.trim().parse::<f64>().unwrap() / d.trim().parse::<f64>().unwrap())
+            .expect("framemd5 time base");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(',').nth(2)?.trim().parse::<f64>().ok().map(|pts| pts * tb))
+            .collect()
+    };
+    (run("null"), run("mpdecimate"))
+}
+
+/// The value of `roomcast_video_frames_total{egress_id=id,kind=kind}` in a metrics page.
+fn frames_metric(metrics: &str, id: &str, kind: &str) -> Option<u64> {
+    let key = format!("roomcast_video_frames_total{{egress_id=\"{id}\",kind=\"{kind}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok())
+}
+
+async fn check_backend(backend: &str, binary_marker: &str, min_distinct: f64) {
+    let server = Server::start_with_config(&format!("capture: {{backend: {backend}}}\n")).await;
+    let id = server.start_egress(json!({"url": server.page("demo/animated.html"), "segment_outputs": [{}], "video_only": true})).await;
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    let browsers = server.chromium_browsers();
+    assert_eq!(browsers.len(), 1, "one browser for the egress: {browsers:?}");
+    let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/cmdline", browsers[0])).unwrap()).replace('\0', " ");
+    assert!(cmd.contains(binary_marker), "{backend} runs {binary_marker}: {cmd}");
+    tokio::time::sleep(6 * S).await;
+
+    let (code, metrics) = server.get_text(&format!("{}/metrics", server.url)).await;
+    assert_eq!(code, 200);
+    let captured = frames_metric(&metrics, &id, "captured").unwrap_or_else(|| panic!("no captured count for {id}: {metrics}"));
+    let encoded = frames_metric(&metrics, &id, "encoded").expect("encoded count");
+    // Six seconds at 30 fps (the counts are a second old at most).
+    assert!(captured >= 120, "{backend}: {captured} frames captured in 6 s\n{metrics}");
+    assert!(encoded >= 120, "{backend}: {encoded} frames encoded in 6 s\n{metrics}");
+    assert!(metrics.contains(&format!("roomcast_encoder_lag_milliseconds{{egress_id=\"{id}\"}}")), "{metrics}");
+
+    let done = server.stop(&id, "EGRESS_COMPLETE").await;
+    let (_, after) = server.get_text(&format!("{}/metrics", server.url)).await;
+    assert!(!after.contains(&id), "an ended egress's series are gone: {after}");
+
+    let url = done["segmentResults"][0]["playlistLocation"].as_str().unwrap().to_string();
+    let (frames, new) = frame_times(&url);
+    assert!(frames.len() >= 180, "{backend}: {} frames", frames.len());
+    // Exactly the requested rate: every frame 1/30 s after the one before.
+    for w in frames.windows(2) {
+        assert!((w[1] - w[0] - 1.0 / 30.0).abs() < 0.002, "{backend}: frame at {:.4} follows one at {:.4}", w[1], w[0]);
+    }
+    // The page moves every frame: a repeated picture is a frame the capture missed.
+    let distinct = new.len() as f64 / frames.len() as f64;
+    println!("{backend}: {} frames, {:.1}% new pictures; metrics: captured {captured}, encoded {encoded}", frames.len(), distinct * 100.0);
+    assert!(distinct >= min_distinct, "{backend}: only {:.1}% of frames show a new picture", distinct * 100.0);
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// Begin-frame control renders one frame per slot: every output frame is a new picture.
+#[tokio::test(flavor = "multi_thread")]
+async fn begin_frame_capture_renders_every_frame_once() {
+    let _serial = SERIAL.lock().await;
+    check_backend("begin_frame", "chromium-headless-shell", 0.97).await;
+}
+
+/// The screencast keeps every other frame of Chromium's 60 Hz compositor, re-timed onto the
+/// 30 fps grid; jitter costs it a few repeated pictures.
+#[tokio::test(flavor = "multi_thread")]
+async fn screencast_capture_still_works() {
+    let _serial = SERIAL.lock().await;
+    check_backend("screencast", "--headless=new", 0.85).await;
+}
+
+/// A page that never changes still gives the full rate (its last picture again), and a
+/// request for 25 fps gets 25.
+#[tokio::test(flavor = "multi_thread")]
+async fn begin_frame_capture_holds_the_rate_of_a_still_page() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let id = server
+        .start_egress(json!({"url": server.page("demo/static.html"), "segment_outputs": [{}], "video_only": true,
+                             "advanced": {"width": 640, "height": 360, "framerate": 25}}))
+        .await;
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    tokio::time::sleep(4 * S).await;
+    let done = server.stop(&id, "EGRESS_COMPLETE").await;
+    let url = done["segmentResults"][0]["playlistLocation"].as_str().unwrap().to_string();
+    let (frames, new) = frame_times(&url);
+    assert!(frames.len() >= 90, "{} frames", frames.len());
+    for w in frames.windows(2) {
+        assert!((w[1] - w[0] - 0.04).abs() < 0.002, "frame at {:.4} follows one at {:.4}", w[1], w[0]);
+    }
+    assert!(new.len() <= 3, "a still page shows {} different pictures, at {new:?}", new.len());
+}
