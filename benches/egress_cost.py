@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Per-egress cost of roomcast web egress: CPU cores and PSS of every process of the egress
-(worker + Chromium tree), delivered fps, and start latency (API call to ACTIVE, to the first
-LL-HLS part and to the first segment in the live playlist). Runs the real binary on loopback; prints a Markdown table.
+"""Per-egress cost of roomcast web egress, per capture backend: CPU cores and PSS of every
+process of the egress (worker, sound server, Chromium and all its children), delivered fps,
+the share of output frames that repeat a picture (duplicated) and of captured frames never
+shown (dropped), from the egress's own counts in /metrics; start latency (API call to
+ACTIVE, to the first playlist answer, i.e. the first playable part, and to the first
+segment); then glass-to-glass latency per backend (benches/glass_to_glass.py). Scenarios:
+static and animated 4-tile pages, 1, 2 and 3 concurrent egresses, 720p30 and 1080p30, and
+the audio's own cost. Runs the real binary on loopback; prints Markdown tables.
 
-Usage: benches/egress_cost.py BINARY [--seconds 20] [--warmup 5]
+Usage: benches/egress_cost.py BINARY [--seconds 15] [--warmup 4] [--backends begin_frame,screencast]
+       [--g2g-seconds 20] [--quick]
 """
-import json, os, socket, subprocess, sys, tempfile, threading, time, urllib.request, statistics, argparse, signal
+import json, os, re, socket, subprocess, sys, tempfile, threading, time, urllib.request, statistics, argparse, signal
 
 ANCHOR_CORES, ANCHOR_MB = 1.8, 1600
 CLK = os.sysconf("SC_CLK_TCK")
@@ -64,12 +70,24 @@ def twirp(url, method, body, token):
     return json.load(urllib.request.urlopen(req, timeout=30))
 
 
-def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None):
+def frame_counts(url, ids):
+    """Summed roomcast_video_frames_total by kind over the egresses `ids`."""
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    counts = {}
+    for m in re.finditer(r'roomcast_video_frames_total\{egress_id="([^"]+)",kind="([^"]+)"\} (\d+)', text):
+        if m.group(1) in ids:
+            counts[m.group(2)] = counts.get(m.group(2), 0) + int(m.group(3))
+    return counts
+
+
+def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None, backend=None):
     tmp = tempfile.mkdtemp(prefix="roomcast-bench-")
     port = free_port(); url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out",
                ROOMCAST_TEMPLATES_DIR=os.path.join(os.path.dirname(__file__), "..", "templates"),
                LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG="warn")
+    if backend:
+        env["ROOMCAST_CAPTURE"] = backend
     log = open(f"{tmp}/serve.log", "w")
     server = subprocess.Popen([binary, "serve", "--bind", f"127.0.0.1:{port}"], env=env, stderr=log)
     try:
@@ -119,6 +137,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
             time.sleep(1)
         wall = time.monotonic() - t0
         after = {p: cpu_ticks(p) for p in pids}
+        counts = frame_counts(url, ids)
         ticks = sum(after[p] - before[p] for p in pids if before[p] is not None and after[p] is not None)
         cores = ticks / CLK / wall / n
         pss = statistics.median(pss_samples) / n
@@ -137,8 +156,12 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
             pr = json.loads(subprocess.check_output(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v",
                                                      "-show_entries", "stream=nb_read_frames:format=duration", "-of", "json", pl]))
             fps.append(int(pr["streams"][0]["nb_read_frames"]) / float(pr["format"]["duration"]))
+        shown = counts.get("encoded", 0)
+        taken = counts.get("captured", 0) + counts.get("repeated", 0)
+        dup = (counts.get("duplicated", 0) + counts.get("repeated", 0)) / shown if shown else float("nan")
+        drop = counts.get("dropped", 0) / taken if taken else float("nan")
         return dict(cores=cores, pss=pss, fps=statistics.median(fps), active=statistics.median(t_active),
-                    first=statistics.median(t_first), part=statistics.median(t_part))
+                    first=statistics.median(t_first), part=statistics.median(t_part), dup=dup, drop=drop)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -149,31 +172,67 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
             os.kill(p, signal.SIGKILL)
 
 
+def glass_to_glass(binary, backend, seconds):
+    """Median glass-to-glass p50 (ms) of one run of benches/glass_to_glass.py with `backend`."""
+    out = tempfile.mktemp(prefix="roomcast-g2g-", suffix=".json")
+    env = dict(os.environ, ROOMCAST_CAPTURE=backend)
+    done = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "glass_to_glass.py"), binary, "--runs", "1",
+                           "--seconds", str(seconds), "--json-out", out], env=env, stdout=subprocess.DEVNULL)
+    if not os.path.exists(out):
+        print(f"egress_cost: glass_to_glass with {backend} failed (exit {done.returncode})", file=sys.stderr)
+        return float("nan")
+    runs = json.load(open(out))
+    os.unlink(out)
+    p50s = [r["g2g_ms"]["p50"] for r in runs if (r.get("g2g_ms") or {}).get("p50") is not None]
+    return statistics.median(p50s) if p50s else float("nan")
+
+
+def pct(x):
+    return "–" if x != x else f"{100 * x:.1f}%"
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("binary"); ap.add_argument("--seconds", type=int, default=20); ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("binary"); ap.add_argument("--seconds", type=int, default=15); ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--backends", default="begin_frame,screencast")
+    ap.add_argument("--g2g-seconds", type=int, default=20, help="glass-to-glass run per backend; 0 skips it")
+    ap.add_argument("--quick", action="store_true", help="only 1 animated 720p egress per backend")
     a = ap.parse_args()
-    # (name, page, egresses, only). The video_only rows give audio's extra cost: the same page
-    # with and without its sound server, capture and AAC encoder.
-    rows = [("animated 4-tile page, 1 egress", "animated.html", 1, None),
-            ("animated 4-tile page, 1 egress, video_only", "animated.html", 1, "video"),
-            ("animated 4-tile page, 1 egress, audio_only", "animated.html", 1, "audio"),
-            ("static page, 1 egress", "static.html", 1, None),
-            ("static page, 1 egress, video_only", "static.html", 1, "video"),
-            ("animated 4-tile page, 2 concurrent", "animated.html", 2, None)]
-    print("| scenario (1280×720/30, CDP screencast, x264 veryfast; audio AAC 128 kbps unless video_only; audio_only: no capture) | CPU cores / egress | PSS MB / egress | delivered fps | start → ACTIVE s | start → first playlist answer s | start → first segment s | cores vs anchor | PSS vs anchor |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    backends = a.backends.split(",")
+    # (name, page, egresses, width, height, only)
+    rows = [("animated 4-tile, 1 egress, 720p30", "animated.html", 1, 1280, 720, None)]
+    if not a.quick:
+        rows += [("static page, 1 egress, 720p30", "static.html", 1, 1280, 720, None),
+                 ("animated 4-tile, 2 concurrent, 720p30", "animated.html", 2, 1280, 720, None),
+                 ("animated 4-tile, 3 concurrent, 720p30", "animated.html", 3, 1280, 720, None),
+                 ("animated 4-tile, 1 egress, 1080p30", "animated.html", 1, 1920, 1080, None)]
+    print("| backend | scenario (x264 veryfast; AAC 128 kbps) | CPU cores / egress | PSS MB / egress | delivered fps | duplicated | dropped "
+          "| start → ACTIVE s | start → first playable part s | start → first segment s | cores vs anchor | PSS vs anchor |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = {}
-    for name, page, n, only in rows:
-        r = scenario(a.binary, page, n, a.seconds, a.warmup, only=only)
-        results[(page, n, only)] = r
-        fps = "–" if only == "audio" else f"{r['fps']:.1f}"
-        print(f"| {name} | {r['cores']:.2f} | {r['pss']:.0f} | {fps} | {r['active']:.2f} | {r['part']:.2f} | {r['first']:.2f} | "
-              f"{r['cores'] / ANCHOR_CORES:.2f}× | {r['pss'] / ANCHOR_MB:.2f}× |", flush=True)
-    print()
-    for page in ("animated.html", "static.html"):
-        w, wo = results[(page, 1, None)], results[(page, 1, "video")]
-        print(f"audio's extra per egress on {page}: {w['cores'] - wo['cores']:+.3f} cores, {w['pss'] - wo['pss']:+.0f} MB PSS")
+    for backend in backends:
+        for name, page, n, w, h, only in rows:
+            r = scenario(a.binary, page, n, a.seconds, a.warmup, width=w, height=h, only=only, backend=backend)
+            results[(backend, name)] = r
+            print(f"| {backend} | {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['fps']:.1f} | {pct(r['dup'])} | {pct(r['drop'])} | "
+                  f"{r['active']:.2f} | {r['part']:.2f} | {r['first']:.2f} | {r['cores'] / ANCHOR_CORES:.2f}× | {r['pss'] / ANCHOR_MB:.2f}× |", flush=True)
+    if not a.quick:
+        # The sound's own cost: the default backend's animated egress without it, and the sound alone.
+        print()
+        print("| the sound's cost (default backend, animated 720p30) | CPU cores | PSS MB | start → first playable part s |")
+        print("|---|---|---|---|")
+        base = results[(backends[0], rows[0][0])]
+        for name, only in (("video_only", "video"), ("audio_only (no capture)", "audio")):
+            r = scenario(a.binary, "animated.html", 1, a.seconds, a.warmup, only=only, backend=backends[0])
+            print(f"| {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['part']:.2f} |", flush=True)
+            if only == "video":
+                print(f"| audio's extra (with − video_only) | {base['cores'] - r['cores']:+.2f} | {base['pss'] - r['pss']:+.0f} | |", flush=True)
+    if a.g2g_seconds > 0:
+        print()
+        print("| backend | glass-to-glass p50 ms (clock page → hls.js, one run) |")
+        print("|---|---|")
+        for backend in backends:
+            print(f"| {backend} | {glass_to_glass(a.binary, backend, a.g2g_seconds):.0f} |", flush=True)
 
 
 if __name__ == "__main__":

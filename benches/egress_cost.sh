@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Per-egress cost benchmark (CPU, PSS, fps, start latency) against the real binary.
+# Per-egress cost benchmark (CPU, PSS, fps, duplicated/dropped frames, start and glass-to-glass
+# latency, per capture backend) against the real binary.
 # Not a test: run it on an otherwise idle machine and copy the table into the README.
 # PROFILE=dev uses the debug build (dependencies are optimised in it too; the hot paths are
 # Chromium, libjpeg and x264, which are C either way).
