@@ -34,6 +34,7 @@ pub struct Config {
     pub keep_ended: usize,
     pub chromium: ChromiumConfig,
     pub capture: CaptureConfig,
+    pub pool: PoolConfig,
     pub encoder: EncoderConfig,
     pub hls: HlsConfig,
     pub audio: AudioConfig,
@@ -126,15 +127,62 @@ impl Default for CaptureConfig {
     }
 }
 
+/// Warm workers: each has launched its sound server and Chromium (the configured capture
+/// backend, idle on about:blank) and waits for a job, so a start skips the launches. The pool
+/// refills in the background; with none ready, egresses start cold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Warm workers kept ready (0: none). Each costs an idle Chromium and sound server
+    /// (measured: see the README). Env: ROOMCAST_POOL_SIZE.
+    pub size: usize,
+    /// How long after a warm worker is taken its replacement is launched, ms: not while the
+    /// taken one's egress is starting on the same cores.
+    pub refill_delay_ms: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self { size: 0, refill_delay_ms: 3000 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EncoderConfig {
-    /// x264 speed preset (ultrafast … veryslow).
+    /// Which H.264 encoder: `auto` (a hardware one when present, else x264), `x264`,
+    /// `vaapi` (vaapih264enc) or `nvenc` (nvh264enc). Env: ROOMCAST_VIDEO_ENCODER.
+    pub video: VideoEncoder,
+    /// x264 speed preset (ultrafast … veryslow). Env: ROOMCAST_X264_PRESET.
     pub x264_preset: String,
     /// x264 tune; `zerolatency` keeps encoder delay to one frame.
     pub x264_tune: String,
-    /// JPEG quality of CDP screencast frames (1-100).
+    /// JPEG quality of captured frames (1-100).
     pub jpeg_quality: u32,
+}
+
+/// An H.264 encoder choice (see [`EncoderConfig::video`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoEncoder {
+    #[default]
+    Auto,
+    X264,
+    Vaapi,
+    Nvenc,
+}
+
+impl std::str::FromStr for VideoEncoder {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "x264" => Ok(Self::X264),
+            "vaapi" => Ok(Self::Vaapi),
+            "nvenc" => Ok(Self::Nvenc),
+            _ => bail!("video encoder {s:?}: use auto, x264, vaapi or nvenc"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +232,7 @@ impl Default for Config {
             keep_ended: 1000,
             chromium: ChromiumConfig::default(),
             capture: CaptureConfig::default(),
+            pool: PoolConfig::default(),
             encoder: EncoderConfig::default(),
             hls: HlsConfig::default(),
             audio: AudioConfig::default(),
@@ -200,7 +249,7 @@ impl Default for ChromiumConfig {
 
 impl Default for EncoderConfig {
     fn default() -> Self {
-        Self { x264_preset: "veryfast".into(), x264_tune: "zerolatency".into(), jpeg_quality: 80 }
+        Self { video: VideoEncoder::Auto, x264_preset: "veryfast".into(), x264_tune: "zerolatency".into(), jpeg_quality: 80 }
     }
 }
 
@@ -261,6 +310,15 @@ impl Config {
         if let Some(v) = get("ROOMCAST_HEADLESS_SHELL_PATH") {
             self.capture.headless_shell_path = v.into();
         }
+        if let Some(v) = get("ROOMCAST_POOL_SIZE") {
+            self.pool.size = v.parse().with_context(|| format!("ROOMCAST_POOL_SIZE={v}"))?;
+        }
+        if let Some(v) = get("ROOMCAST_VIDEO_ENCODER") {
+            self.encoder.video = v.parse().context("ROOMCAST_VIDEO_ENCODER")?;
+        }
+        if let Some(v) = get("ROOMCAST_X264_PRESET") {
+            self.encoder.x264_preset = v;
+        }
         if let Some(v) = get("ROOMCAST_PULSEAUDIO_PATH") {
             self.audio.pulseaudio_path = v.into();
         }
@@ -299,6 +357,21 @@ impl Config {
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {
             bail!("hls.ladder names must be unique");
+        }
+        const PRESETS: [&str; 10] =
+            ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
+        if !PRESETS.contains(&self.encoder.x264_preset.as_str()) {
+            bail!("encoder.x264_preset {:?}: use one of {}", self.encoder.x264_preset, PRESETS.join(", "));
+        }
+        const TUNES: [&str; 7] = ["zerolatency", "film", "animation", "grain", "stillimage", "psnr", "ssim"];
+        if !TUNES.contains(&self.encoder.x264_tune.as_str()) {
+            bail!("encoder.x264_tune {:?}: use one of {}", self.encoder.x264_tune, TUNES.join(", "));
+        }
+        if !(1..=100).contains(&self.encoder.jpeg_quality) {
+            bail!("encoder.jpeg_quality must be 1..=100");
+        }
+        if self.pool.size > self.max_concurrent {
+            bail!("pool.size ({}) must not exceed max_concurrent ({})", self.pool.size, self.max_concurrent);
         }
         if self.max_concurrent == 0 {
             bail!("max_concurrent must be at least 1");

@@ -15,8 +15,10 @@ use crate::job::manager::JobManager;
 use crate::origin::{self, OriginState};
 use crate::output::hls::stream::Registry;
 
-pub async fn serve(cfg: Config) -> Result<()> {
+pub async fn serve(mut cfg: Config) -> Result<()> {
     crate::pipeline::init()?;
+    // Once, here: every egress gets the concrete encoder, and a missing one stops the start.
+    cfg.encoder.video = crate::pipeline::encoder::resolve(cfg.encoder.video)?;
     let (key, secret, dev) = cfg.keys()?;
     if dev {
         warn!(api_key = %key, api_secret = %secret, "no API keys configured: using the development key pair (loopback only)");
@@ -27,6 +29,7 @@ pub async fn serve(cfg: Config) -> Result<()> {
     let streams = Registry::new();
     let metrics = Metrics::new();
     let jobs = JobManager::new(Arc::clone(&cfg), Arc::clone(&streams), Arc::clone(&metrics));
+    jobs.start_pool();
     let app = api::router(ApiState { auth: Arc::new(Auth::new(&key, &secret)), jobs: Arc::clone(&jobs) })
         .merge(origin::router(OriginState { output_dir: cfg.output_dir.clone(), streams }, &cfg.templates_dir))
         .route("/metrics", get(move || async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }));

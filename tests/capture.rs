@@ -38,6 +38,25 @@ fn frame_times(input: &str) -> (Vec<f64>, Vec<f64>) {
     (run("null"), run("mpdecimate"))
 }
 
+/// The log without its colour codes.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The value of `roomcast_video_frames_total{egress_id=id,kind=kind}` in a metrics page.
 fn frames_metric(metrics: &str, id: &str, kind: &str) -> Option<u64> {
     let key = format!("roomcast_video_frames_total{{egress_id=\"{id}\",kind=\"{kind}\"}} ");
@@ -116,4 +135,91 @@ async fn begin_frame_capture_holds_the_rate_of_a_still_page() {
         assert!((w[1] - w[0] - 0.04).abs() < 0.002, "frame at {:.4} follows one at {:.4}", w[1], w[0]);
     }
     assert!(new.len() <= 3, "a still page shows {} different pictures, at {new:?}", new.len());
+}
+
+/// Issue 5 (4): with `pool.size: 1` a Chromium is launched before any request; the first
+/// egress runs on that very browser, the pool refills in the background, a second egress
+/// while the pool is empty starts cold, and SIGTERM leaves nothing behind (warm ones too).
+#[tokio::test(flavor = "multi_thread")]
+async fn warm_pool_serves_a_start_and_refills() {
+    let _serial = SERIAL.lock().await;
+    // A refill well after the second start, so that one finds the pool empty.
+    let mut server = Server::start_with_config("pool: {size: 1, refill_delay_ms: 8000}\n").await;
+    let wait_browsers = |n: usize| {
+        let server = &server;
+        async move {
+            for _ in 0..250 {
+                let b = server.chromium_browsers();
+                if b.len() == n {
+                    return b;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("expected {n} browsers, have {:?}", server.chromium_browsers());
+        }
+    };
+    let warm = wait_browsers(1).await;
+    assert!(server.workers().len() == 1, "one warm worker waits: {:?}", server.workers());
+
+    let first = server.start_egress(json!({"url": server.page("demo/animated.html"), "segment_outputs": [{}]})).await;
+    server.wait_status(&first, "EGRESS_ACTIVE", 20 * S).await;
+    // The pool refills only 8 s after a start: this one finds it empty.
+    let second = server.start_egress(json!({"url": server.page("demo/animated.html"), "segment_outputs": [{}]})).await;
+    server.wait_status(&second, "EGRESS_ACTIVE", 20 * S).await;
+    let log = strip_ansi(&std::fs::read_to_string(server.tmp.path().join("serve.log")).unwrap());
+    let started: Vec<&str> = log.lines().filter(|l| l.contains("worker started") && l.contains("warm=")).collect();
+    assert!(started.iter().any(|l| l.contains(&first) && l.contains("warm=true")), "first egress warm: {started:#?}");
+    assert!(started.iter().any(|l| l.contains(&second) && l.contains("warm=false")), "second egress cold: {started:#?}");
+    let running = server.chromium_browsers();
+    assert!(running.contains(&warm[0]), "the warm browser {} runs the first egress: {running:?}", warm[0]);
+    // Both egresses' browsers, then the refilled warm one.
+    let refilled = wait_browsers(3).await;
+    tokio::time::sleep(2 * S).await;
+    for id in [&first, &second] {
+        let done = server.stop(id, "EGRESS_COMPLETE").await;
+        let probe = ffprobe(done["segmentResults"][0]["playlistLocation"].as_str().unwrap());
+        let (frames, duration) = frames_and_duration(&probe);
+        assert!(duration > 2.0 && (frames / duration - 30.0).abs() <= 1.0, "{id}: {frames} frames in {duration:.2} s");
+    }
+    let left = wait_browsers(1).await;
+    assert!(refilled.contains(&left[0]) && !running.contains(&left[0]), "the refilled browser waits: {left:?}");
+    let status = server.terminate(30 * S);
+    assert!(status.success(), "serve exit {status}");
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// Issue 5 (5): `auto` picks x264 on a machine with no hardware encoder; asking for a
+/// hardware encoder this machine lacks stops the service at start with a clear error, rather
+/// than failing each egress (or silently falling back).
+#[tokio::test(flavor = "multi_thread")]
+async fn encoder_choice_is_resolved_at_start() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let log = strip_ansi(&std::fs::read_to_string(server.tmp.path().join("serve.log")).unwrap());
+    assert!(log.lines().any(|l| l.contains("video encoder") && l.contains("configured=Auto") && l.contains("encoder=X264")), "{log}");
+    drop(server);
+
+    let dir = tempfile::tempdir().unwrap();
+    for (choice, needs) in [("vaapi", "vaapih264enc"), ("nvenc", "nvh264enc")] {
+        let config = dir.path().join(format!("{choice}.yaml"));
+        std::fs::write(&config, format!("encoder: {{video: {choice}}}\n")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomcast"))
+            .args(["--config", &config.display().to_string(), "serve", "--bind", &format!("127.0.0.1:{}", free_port())])
+            .env("TMPDIR", dir.path())
+            .env("ROOMCAST_OUTPUT_DIR", dir.path().join("out"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{choice}: serve must not start without {needs}");
+        assert!(stderr.contains(needs) && stderr.contains(&format!("encoder.video is {choice}")), "{choice}: {stderr}");
+    }
+    // A bad preset is refused when the config is read.
+    let config = dir.path().join("preset.yaml");
+    std::fs::write(&config, "encoder: {x264_preset: warp}\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomcast"))
+        .args(["--config", &config.display().to_string(), "serve", "--bind", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("x264_preset \"warp\""), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn, Instrument};
 
-use super::spec::JobSpec;
+use super::spec::{BrowserSpec, JobSpec};
 use super::state::JobState;
 use super::JobError;
 use crate::config::Config;
@@ -21,7 +21,7 @@ use crate::output::hls::stream::{Registry, Stream};
 use crate::output::hls::HlsWriter;
 use crate::worker::ipc::FromWorker;
 use crate::worker::process::WorkerProcess;
-use crate::worker::WorkerEvent;
+use crate::worker::{WarmSpec, WorkerEvent};
 
 enum Control {
     Stop,
@@ -45,7 +45,15 @@ pub struct JobManager {
     jobs: Mutex<Jobs>,
     streams: Arc<Registry>,
     metrics: Arc<Metrics>,
+    /// Warm workers waiting for a job (config `pool.size`).
+    pool: Mutex<Vec<Warm>>,
+    /// Warm workers being launched, so two refills never overshoot.
+    launching: std::sync::atomic::AtomicUsize,
+    shutting_down: std::sync::atomic::AtomicBool,
 }
+
+type Warm = (WorkerProcess, mpsc::UnboundedReceiver<FromWorker>);
+
 
 /// How long an ended stream stays in memory, so players holding its last playlist can still
 /// fetch the parts it listed; afterwards its files on disk are served.
@@ -57,7 +65,79 @@ fn new_egress_id() -> String {
 
 impl JobManager {
     pub fn new(cfg: Arc<Config>, streams: Arc<Registry>, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Self { cfg, jobs: Mutex::new(Jobs::default()), streams, metrics })
+        Arc::new(Self {
+            cfg,
+            jobs: Mutex::new(Jobs::default()),
+            streams,
+            metrics,
+            pool: Mutex::new(Vec::new()),
+            launching: Default::default(),
+            shutting_down: Default::default(),
+        })
+    }
+
+    /// Fills the warm pool (in the background).
+    pub fn start_pool(self: &Arc<Self>) {
+        self.refill(Duration::ZERO);
+    }
+
+    fn warm_spec(&self) -> WarmSpec {
+        WarmSpec {
+            browser: BrowserSpec::from_config(&self.cfg),
+            capture: self.cfg.capture.backend,
+            // The defaults of a request without options (LiveKit's H264_720P_30, 48 kHz stereo).
+            width: 1280,
+            height: 720,
+            audio: (self.cfg.audio.pulseaudio_path.display().to_string(), 48_000, 2),
+            start_timeout_secs: self.cfg.timeouts.start_secs,
+        }
+    }
+
+    /// Launches warm workers until the pool is full, after `delay`.
+    fn refill(self: &Arc<Self>, delay: Duration) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let want = self.cfg.pool.size;
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            loop {
+                if this.shutting_down.load(SeqCst) {
+                    return;
+                }
+                let have = this.pool.lock().unwrap_or_else(|p| p.into_inner()).len() + this.launching.load(SeqCst);
+                if have >= want {
+                    return;
+                }
+                this.launching.fetch_add(1, SeqCst);
+                let warm = WorkerProcess::spawn_warm(&this.warm_spec()).await;
+                this.launching.fetch_sub(1, SeqCst);
+                match warm {
+                    Ok((w, rx)) if !this.shutting_down.load(SeqCst) => {
+                        info!(worker_pid = w.pid(), "warm worker launched");
+                        this.pool.lock().unwrap_or_else(|p| p.into_inner()).push((w, rx));
+                    }
+                    Ok(_) => return,
+                    Err(e) => {
+                        warn!("launching a warm worker: {e:#}");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// A warm worker that is still alive, if the pool has one; a replacement follows.
+    fn take_warm(self: &Arc<Self>) -> Option<Warm> {
+        let taken = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            // Dead ones (their Chromium died while idle) are dropped on the way.
+            pool.retain_mut(|(w, _)| w.is_running());
+            pool.pop()
+        };
+        if self.cfg.pool.size > 0 {
+            self.refill(Duration::from_millis(self.cfg.pool.refill_delay_ms));
+        }
+        taken
     }
 
     fn jobs(&self) -> std::sync::MutexGuard<'_, Jobs> {
@@ -148,6 +228,12 @@ impl JobManager {
                 })
                 .collect()
         };
+        self.shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Warm workers are killed with their Chromium's whole process group.
+        for (mut w, mut rx) in std::mem::take(&mut *self.pool.lock().unwrap_or_else(|p| p.into_inner())) {
+            w.absorb(&mut rx);
+            w.kill();
+        }
         info!(count = tasks.len(), "stopping egresses");
         let grace = Duration::from_secs(self.cfg.timeouts.stop_secs + 10);
         for t in tasks {
@@ -196,13 +282,27 @@ impl JobManager {
         });
     }
 
-    async fn run_worker(&self, spec: JobSpec, mut hls: HlsWriter, mut control: mpsc::UnboundedReceiver<Control>) {
+    async fn run_worker(self: &Arc<Self>, spec: JobSpec, mut hls: HlsWriter, mut control: mpsc::UnboundedReceiver<Control>) {
         let id = spec.egress_id.clone();
-        let (mut worker, mut from_worker) = match WorkerProcess::spawn(&spec).await {
-            Ok(w) => w,
-            Err(e) => return self.finish(&id, |s| s.fail(&format!("{e:#}"))),
+        let warm = match self.take_warm() {
+            Some((mut w, rx)) => match w.assign(&spec).await {
+                Ok(()) => Some((w, rx)),
+                Err(e) => {
+                    warn!("warm worker refused the job ({e:#}); starting cold");
+                    None
+                }
+            },
+            None => None,
         };
-        info!(worker_pid = worker.pid(), "worker started");
+        let is_warm = warm.is_some();
+        let (mut worker, mut from_worker) = match warm {
+            Some(w) => w,
+            None => match WorkerProcess::spawn(&spec).await {
+                Ok(w) => w,
+                Err(e) => return self.finish(&id, |s| s.fail(&format!("{e:#}"))),
+            },
+        };
+        info!(worker_pid = worker.pid(), warm = is_warm, "worker started");
         let stop_grace = Duration::from_secs(self.cfg.timeouts.stop_secs);
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut last_word: Option<Option<String>> = None;

@@ -5,7 +5,7 @@ use livekit_protocol as proto;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{CaptureBackend, Config, Rung};
+use crate::config::{CaptureBackend, Config, Rung, VideoEncoder};
 
 /// A request field that cannot be honoured; becomes Twirp `invalid_argument` or `unimplemented`.
 #[derive(Debug, Error, PartialEq)]
@@ -30,6 +30,9 @@ pub struct VideoSpec {
     pub keyframe_interval: f64,
     /// `baseline`, `main` or `high`.
     pub profile: String,
+    /// The H.264 encoder (resolved from `auto` when the service starts).
+    #[serde(default)]
+    pub encoder: VideoEncoder,
     pub x264_preset: String,
     pub x264_tune: String,
     pub jpeg_quality: u32,
@@ -265,6 +268,7 @@ fn video_spec(options: Option<&proto::web_egress_request::Options>, cfg: &Config
         bitrate_kbps: kbps,
         keyframe_interval: kfi,
         profile,
+        encoder: cfg.encoder.video,
         x264_preset: cfg.encoder.x264_preset.clone(),
         x264_tune: cfg.encoder.x264_tune.clone(),
         jpeg_quality: cfg.encoder.jpeg_quality,

@@ -490,7 +490,7 @@ fn encode_branch(
                 .build()?,
         );
     }
-    let (enc, enc_caps) = encoder::x264(v)?;
+    let (enc, enc_caps) = encoder::h264(v)?;
     let (mux, sink) = mux_to_appsink(if with_audio { "isofmp4mux" } else { "cmafmux" }, timing, rendition, out)?;
     let parse = make("h264parse")?;
     split_after_first_part(&parse.static_pad("src").context("h264parse has no src pad")?, &mux, timing.part_ns());

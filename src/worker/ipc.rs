@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use super::WorkerEvent;
+use super::{WarmSpec, WorkerEvent};
 use crate::job::spec::JobSpec;
 use crate::media::{ChunkMeta, FrameStats, MuxOutput};
 
@@ -30,6 +30,15 @@ enum Header {
     Chunk { meta: ChunkMeta },
     Stats { stats: FrameStats },
     Ended { error: Option<String> },
+}
+
+/// The first line a worker reads: its job, or (a warm worker) what to launch while it waits
+/// for one.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FirstLine {
+    Warm { warm: WarmSpec },
+    Job(Box<JobSpec>),
 }
 
 /// A message from the worker as the supervisor sees it.
@@ -93,12 +102,40 @@ pub async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<FromWork
 /// stdin/stdout. Logs go to stderr.
 pub async fn child_main() -> Result<()> {
     let mut stdin = BufReader::new(tokio::io::stdin());
+    let (tx, mut rx) = mpsc::unbounded_channel::<WorkerEvent>();
+    let writer = tokio::spawn(async move {
+        let mut out = tokio::io::stdout();
+        while let Some(ev) = rx.recv().await {
+            if let Err(e) = write_msg(&mut out, &FromWorker::Event(ev)).await {
+                error!("supervisor pipe closed: {e}");
+                return out;
+            }
+        }
+        out
+    });
     let mut line = String::new();
     stdin.read_line(&mut line).await.context("reading the job spec")?;
+    // A warm worker is told what to launch first, and gets its job later.
+    let mut prepared = None;
+    if let Ok(FirstLine::Warm { warm }) = serde_json::from_str::<FirstLine>(&line) {
+        info!(pid = std::process::id(), "warm worker started");
+        let mut p = super::Prepared::launch(warm, &tx).await?;
+        line.clear();
+        tokio::select! {
+            r = stdin.read_line(&mut line) => {
+                if r.context("reading the job spec")? == 0 {
+                    // The supervisor let the pool go: nothing to do.
+                    return Ok(());
+                }
+            }
+            why = p.lost() => bail!("warm worker: {why}"),
+        }
+        prepared = Some(p);
+    }
     let spec: JobSpec = serde_json::from_str(&line).context("parsing the job spec")?;
     let span = tracing::info_span!("egress", egress_id = %spec.egress_id);
     let _enter = span.enter();
-    info!(pid = std::process::id(), "worker started");
+    info!(pid = std::process::id(), warm = prepared.is_some(), "worker started");
 
     let stop = CancellationToken::new();
     let stop_on_input = stop.clone();
@@ -122,18 +159,7 @@ pub async fn child_main() -> Result<()> {
         }
     });
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<WorkerEvent>();
-    let writer = tokio::spawn(async move {
-        let mut out = tokio::io::stdout();
-        while let Some(ev) = rx.recv().await {
-            if let Err(e) = write_msg(&mut out, &FromWorker::Event(ev)).await {
-                error!("supervisor pipe closed: {e}");
-                return out;
-            }
-        }
-        out
-    });
-    let result = super::run(&spec, tx, stop).await;
+    let result = super::run(&spec, tx, stop, prepared).await;
     let mut out = writer.await.context("worker writer")?;
     let error = result.err().map(|e| format!("{e:#}"));
     match &error {

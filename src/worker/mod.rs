@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::browser::{self, Chromium, Rendering};
 use crate::capture::{beginframe::BeginFrames, epoch_now, pulse::SoundServer, screencast, Frame, Pacer};
 use crate::config::CaptureBackend;
-use crate::job::spec::JobSpec;
+use crate::job::spec::{BrowserSpec, JobSpec};
 use crate::media::{FrameStats, MuxOutput};
 use crate::pipeline::{AudioInput, PipelineEvent, Pipeline};
 
@@ -36,6 +36,61 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// Encoder output this far behind its input means it cannot keep up with the frame rate.
 const ENCODER_LAG_WARN_MS: u64 = 1000;
+
+/// What a warm worker launches before it has a job: the sound server and Chromium an egress
+/// with the service's defaults needs, idle on about:blank (see [`Prepared`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WarmSpec {
+    pub browser: BrowserSpec,
+    pub capture: CaptureBackend,
+    pub width: u32,
+    pub height: u32,
+    /// (pulseaudio binary, sample rate, channels) of the sound server to start.
+    pub audio: (String, u32, u32),
+    pub start_timeout_secs: u64,
+}
+
+/// A warm worker's launched processes. The Chromium already plays into the sound server.
+pub struct Prepared {
+    warm: WarmSpec,
+    sound: SoundServer,
+    chromium: Chromium,
+}
+
+impl Prepared {
+    /// Launches what `warm` names; `events` gets the browser's PID at once.
+    pub async fn launch(warm: WarmSpec, events: &mpsc::UnboundedSender<WorkerEvent>) -> Result<Self> {
+        let timeout = Duration::from_secs(warm.start_timeout_secs);
+        let (pulseaudio, rate, channels) = &warm.audio;
+        let sound = SoundServer::start(pulseaudio, *rate, *channels, timeout).await?;
+        let rendering = match warm.capture {
+            CaptureBackend::BeginFrame => Rendering::BeginFrameControl,
+            CaptureBackend::Screencast => Rendering::Headless,
+        };
+        let chromium = Chromium::launch(&warm.browser, rendering, warm.width, warm.height, Some(&sound.address()), timeout).await?;
+        let _ = events.send(WorkerEvent::BrowserStarted { pid: chromium.pid() });
+        info!(pid = chromium.pid(), "warm: chromium and sound server ready");
+        Ok(Self { warm, sound, chromium })
+    }
+
+    /// Resolves if the prepared Chromium dies while waiting for a job.
+    pub async fn lost(&mut self) -> String {
+        self.chromium.exited().await
+    }
+
+    /// Whether `spec` can run on these processes: the same browser build and flags, and (if
+    /// it has sound) the same sound format. Otherwise they are ended and the egress starts cold.
+    fn fits(&self, spec: &JobSpec) -> bool {
+        let capture = spec.video.as_ref().map(|v| v.capture);
+        let rendering_fits = match capture {
+            Some(c) => c == self.warm.capture,
+            // Audio only renders as new headless does.
+            None => self.warm.capture == CaptureBackend::Screencast,
+        };
+        let audio_fits = spec.audio.as_ref().is_none_or(|a| (a.pulseaudio_path.clone(), a.sample_rate, a.channels) == self.warm.audio);
+        rendering_fits && audio_fits && spec.browser == self.warm.browser
+    }
+}
 
 /// How long a stopping pipeline may take to push out its last chunks.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,16 +208,36 @@ impl Watch {
 
 /// Runs the egress until `stop` (or the page's END_RECORDING) and returns once every chunk has
 /// been sent; an error says why the egress failed. Chromium is always ended before returning.
-pub async fn run(spec: &JobSpec, events: mpsc::UnboundedSender<WorkerEvent>, stop: CancellationToken) -> Result<()> {
+/// With `prepared` (a warm worker) that fits the job, its sound server and Chromium are used
+/// instead of launching new ones.
+pub async fn run(
+    spec: &JobSpec,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+    stop: CancellationToken,
+    prepared: Option<Prepared>,
+) -> Result<()> {
     let (width, height) = spec.video.as_ref().map(|v| (v.width, v.height)).unwrap_or(AUDIO_ONLY_VIEWPORT);
     let start_timeout = Duration::from_secs(spec.start_timeout_secs);
+    let (warm_sound, mut warm_chromium) = match prepared {
+        Some(p) if p.fits(spec) => {
+            info!("warm start: using the prepared Chromium");
+            (Some(p.sound), Some(p.chromium))
+        }
+        Some(p) => {
+            info!("the prepared Chromium does not fit this job: starting cold");
+            p.chromium.close().await;
+            (None, None)
+        }
+        None => (None, None),
+    };
     // The page's sound server first, so Chromium's audio output opens on it.
-    let sound = match &spec.audio {
-        Some(a) => Some(tokio::select! {
+    let sound = match (&spec.audio, warm_sound) {
+        (Some(_), Some(s)) => Some(s),
+        (Some(a), None) => Some(tokio::select! {
             s = SoundServer::start(&a.pulseaudio_path, a.sample_rate, a.channels, start_timeout) => s?,
             _ = stop.cancelled() => return Ok(()),
         }),
-        None => None,
+        (None, _) => None,
     };
     // The pipeline starts before Chromium: the sound server's source takes up to a second or
     // so to deliver its first samples, and the picture must not wait for it. Audio before the
@@ -179,11 +254,17 @@ pub async fn run(spec: &JobSpec, events: mpsc::UnboundedSender<WorkerEvent>, sto
         sound.restart_sink().await?;
     }
     let address = sound.as_ref().map(|s| s.address());
-    let mut chromium = tokio::select! {
-        c = Chromium::launch(&spec.browser, rendering(spec), width, height, address.as_deref(), start_timeout) => c?,
-        _ = stop.cancelled() => return Ok(()),
+    let mut chromium = match warm_chromium.take() {
+        Some(c) => c,
+        None => {
+            let c = tokio::select! {
+                c = Chromium::launch(&spec.browser, rendering(spec), width, height, address.as_deref(), start_timeout) => c?,
+                _ = stop.cancelled() => return Ok(()),
+            };
+            let _ = events.send(WorkerEvent::BrowserStarted { pid: c.pid() });
+            c
+        }
     };
-    let _ = events.send(WorkerEvent::BrowserStarted { pid: chromium.pid() });
     let result = capture(spec, &mut chromium, pipe, mux_rx, &events, &stop).await;
     chromium.close().await;
     drop(sound);

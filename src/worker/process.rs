@@ -15,7 +15,8 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::ipc::{read_msg, FromWorker};
+use super::ipc::{read_msg, FirstLine, FromWorker};
+use super::WarmSpec;
 use crate::browser::kill_group;
 use crate::job::spec::JobSpec;
 
@@ -32,6 +33,48 @@ impl WorkerProcess {
     /// Starts a worker for `spec`; its messages arrive on the returned channel, which closes
     /// when the worker's stdout does.
     pub async fn spawn(spec: &JobSpec) -> Result<(Self, mpsc::UnboundedReceiver<FromWorker>)> {
+        let (mut worker, rx) = Self::start()?;
+        worker.assign(spec).await?;
+        Ok((worker, rx))
+    }
+
+    /// Starts a warm worker: it launches what `warm` names at once and waits for
+    /// [`WorkerProcess::assign`].
+    pub async fn spawn_warm(warm: &WarmSpec) -> Result<(Self, mpsc::UnboundedReceiver<FromWorker>)> {
+        let (mut worker, rx) = Self::start()?;
+        worker.send_line(&FirstLine::Warm { warm: warm.clone() }).await.context("preparing the warm worker")?;
+        Ok((worker, rx))
+    }
+
+    /// Gives the worker its job.
+    pub async fn assign(&mut self, spec: &JobSpec) -> Result<()> {
+        self.send_line(spec).await.context("sending the job to the worker")
+    }
+
+    /// Takes in what an unassigned worker has said so far (a warm worker's Chromium PID), so
+    /// that [`WorkerProcess::kill`] reaches its Chromium too.
+    pub fn absorb(&mut self, rx: &mut mpsc::UnboundedReceiver<FromWorker>) {
+        while let Ok(msg) = rx.try_recv() {
+            if let FromWorker::Event(super::WorkerEvent::BrowserStarted { pid }) = msg {
+                self.set_chromium(pid);
+            }
+        }
+    }
+
+    /// Whether the process still runs (a warm worker whose Chromium died has exited).
+    pub fn is_running(&mut self) -> bool {
+        self.alive && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    async fn send_line<T: serde::Serialize>(&mut self, msg: &T) -> Result<()> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("worker stdin closed"))?;
+        let mut line = serde_json::to_vec(msg)?;
+        line.push(b'\n');
+        stdin.write_all(&line).await?;
+        Ok(())
+    }
+
+    fn start() -> Result<(Self, mpsc::UnboundedReceiver<FromWorker>)> {
         let exe = std::env::current_exe().context("locating the roomcast binary")?;
         let mut child = Command::new(exe)
             .arg("worker")
@@ -43,11 +86,8 @@ impl WorkerProcess {
             .spawn()
             .context("starting the worker process")?;
         let pgid = child.id().ok_or_else(|| anyhow!("worker exited at once"))? as i32;
-        let mut stdin = child.stdin.take().ok_or_else(|| anyhow!("no worker stdin"))?;
+        let stdin = child.stdin.take().ok_or_else(|| anyhow!("no worker stdin"))?;
         let mut stdout = child.stdout.take().ok_or_else(|| anyhow!("no worker stdout"))?;
-        let mut line = serde_json::to_vec(spec)?;
-        line.push(b'\n');
-        stdin.write_all(&line).await.context("sending the job to the worker")?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
