@@ -8,7 +8,7 @@ segment); then glass-to-glass latency per backend (benches/glass_to_glass.py). S
 static and animated 4-tile pages, 1, 2 and 3 concurrent egresses, 720p30 and 1080p30, and
 the audio's own cost. Runs the real binary on loopback; prints Markdown tables.
 
-Usage: benches/egress_cost.py BINARY [--seconds 15] [--warmup 4] [--backends begin_frame,screencast]
+Usage: benches/egress_cost.py BINARY [--seconds 15] [--warmup 4] [--backends begin_frame,screencast,x11]
        [--g2g-seconds 20] [--quick]
 """
 import json, os, re, socket, subprocess, sys, tempfile, threading, time, urllib.request, statistics, argparse, signal
@@ -194,7 +194,7 @@ def pct(x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary"); ap.add_argument("--seconds", type=int, default=15); ap.add_argument("--warmup", type=int, default=4)
-    ap.add_argument("--backends", default="begin_frame,screencast")
+    ap.add_argument("--backends", default="begin_frame,screencast,x11")
     ap.add_argument("--g2g-seconds", type=int, default=20, help="glass-to-glass run per backend; 0 skips it")
     ap.add_argument("--quick", action="store_true", help="only 1 animated 720p egress per backend")
     a = ap.parse_args()

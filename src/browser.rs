@@ -37,6 +37,8 @@ pub enum Rendering {
     Headless,
     /// `chromium-headless-shell`; a frame is rendered only when a BeginFrame asks for it.
     BeginFrameControl,
+    /// An ordinary full-screen kiosk window on an X server (DISPLAY given at launch).
+    X11,
 }
 
 /// Flags every Chromium of ours gets: headless, no network besides loopback and named test
@@ -78,6 +80,11 @@ fn flags(spec: &BrowserSpec, rendering: Rendering, profile: &std::path::Path, wi
         Rendering::Headless => f.push("--headless=new".into()),
         // The shell is headless by build.
         Rendering::BeginFrameControl => f.extend(BEGIN_FRAME_FLAGS.iter().map(|s| s.to_string())),
+        Rendering::X11 => f.extend(
+            ["--ozone-platform=x11", "--kiosk", "--window-position=0,0", "--noerrdialogs", "--disable-infobars", "--disable-session-crashed-bubble"]
+                .iter()
+                .map(|s| s.to_string()),
+        ),
     }
     f.push(resolver);
     f.push(format!("--user-data-dir={}", profile.display()));
@@ -105,11 +112,12 @@ impl Chromium {
         width: u32,
         height: u32,
         sound_server: Option<&str>,
+        display: Option<&str>,
         timeout: Duration,
     ) -> Result<Self> {
         let profile = tempfile::Builder::new().prefix("roomcast-chromium-").tempdir().context("creating profile dir")?;
         let binary = match rendering {
-            Rendering::Headless => &spec.chromium_path,
+            Rendering::Headless | Rendering::X11 => &spec.chromium_path,
             Rendering::BeginFrameControl => &spec.headless_shell_path,
         };
         let mut cmd = Command::new(binary);
@@ -119,6 +127,10 @@ impl Chromium {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        match display {
+            Some(d) => cmd.env("DISPLAY", d),
+            None => cmd.env_remove("DISPLAY"),
+        };
         match sound_server {
             Some(s) => cmd.env("PULSE_SERVER", s),
             // Nowhere to play: never a sound server of the host's.
@@ -132,7 +144,7 @@ impl Chromium {
             });
         }
         let mut child = cmd.spawn().with_context(|| match rendering {
-            Rendering::Headless => format!("starting {binary}"),
+            Rendering::Headless | Rendering::X11 => format!("starting {binary}"),
             Rendering::BeginFrameControl => format!("starting {binary} (apt install chromium-headless-shell)"),
         })?;
         let pid = child.id().ok_or_else(|| anyhow!("chromium exited at once"))? as i32;
@@ -182,9 +194,12 @@ impl Chromium {
             .build()
             .map_err(|e| anyhow!("target parameters: {e}"))?;
         let page = self.browser.new_page(target).await.context("opening a tab")?;
-        page.execute(SetDeviceMetricsOverrideParams::new(width as i64, height as i64, 1.0, false))
-            .await
-            .context("setting the viewport")?;
+        // A kiosk window is the screen's size already; emulating it would only rescale.
+        if self.rendering != Rendering::X11 {
+            page.execute(SetDeviceMetricsOverrideParams::new(width as i64, height as i64, 1.0, false))
+                .await
+                .context("setting the viewport")?;
+        }
         Ok(page)
     }
 

@@ -81,7 +81,16 @@ pub enum CaptureBackend {
     /// CDP `Page.startScreencast` on Chromium's new headless mode: the compositor paints at
     /// 60 Hz whatever we keep, and every kept frame is JPEG-encoded in the browser.
     Screencast,
+    /// A private Xvfb per egress, Chromium as a kiosk window on it, the screen read by
+    /// `ximagesrc` (LiveKit Egress's way): no JPEG anywhere, but the page renders at 60 Hz.
+    X11,
 }
+
+/// ximagesrc stamps a frame when it reads the screen, after Chromium drew it, at a phase
+/// against Chromium's 60 Hz and its X drawing that differs per egress: the picture's lag
+/// measured 26.8, 42.1, 51.5 and 53.9 ms in four egresses (tests/av_sync.rs, each steady to a
+/// few ms). 40 centres them.
+const X11_AUDIO_OFFSET_MS: i32 = 40;
 
 impl CaptureBackend {
     /// Audio timestamp shift that centres the A/V offset measured with this backend
@@ -95,6 +104,7 @@ impl CaptureBackend {
             // Chromium's 60 Hz compositor taken at 30 fps, which can also flip mid-egress, and
             // PulseAudio's drift, followed in 5 ms steps). 20 centres that range.
             Self::Screencast => 20,
+            Self::X11 => X11_AUDIO_OFFSET_MS,
         }
     }
 }
@@ -105,7 +115,8 @@ impl std::str::FromStr for CaptureBackend {
         match s {
             "begin_frame" => Ok(Self::BeginFrame),
             "screencast" => Ok(Self::Screencast),
-            _ => bail!("capture backend {s:?}: use begin_frame or screencast"),
+            "x11" => Ok(Self::X11),
+            _ => bail!("capture backend {s:?}: use begin_frame, screencast or x11"),
         }
     }
 }
@@ -119,11 +130,17 @@ pub struct CaptureConfig {
     /// /usr/bin wrapper is a shell that would sit between us and the browser).
     /// Env: ROOMCAST_HEADLESS_SHELL_PATH.
     pub headless_shell_path: PathBuf,
+    /// The X server the x11 backend starts per egress. Env: ROOMCAST_XVFB_PATH.
+    pub xvfb_path: PathBuf,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        Self { backend: CaptureBackend::default(), headless_shell_path: PathBuf::from("/usr/lib/chromium/chromium-headless-shell") }
+        Self {
+            backend: CaptureBackend::default(),
+            headless_shell_path: PathBuf::from("/usr/lib/chromium/chromium-headless-shell"),
+            xvfb_path: PathBuf::from("/usr/bin/Xvfb"),
+        }
     }
 }
 
@@ -307,6 +324,9 @@ impl Config {
         if let Some(v) = get("ROOMCAST_CAPTURE") {
             self.capture.backend = v.parse().context("ROOMCAST_CAPTURE")?;
         }
+        if let Some(v) = get("ROOMCAST_XVFB_PATH") {
+            self.capture.xvfb_path = v.into();
+        }
         if let Some(v) = get("ROOMCAST_HEADLESS_SHELL_PATH") {
             self.capture.headless_shell_path = v.into();
         }
@@ -369,6 +389,9 @@ impl Config {
         }
         if !(1..=100).contains(&self.encoder.jpeg_quality) {
             bail!("encoder.jpeg_quality must be 1..=100");
+        }
+        if self.pool.size > 0 && self.capture.backend == CaptureBackend::X11 {
+            bail!("pool.size: warm workers are for the CDP backends (begin_frame, screencast), not x11");
         }
         if self.pool.size > self.max_concurrent {
             bail!("pool.size ({}) must not exceed max_concurrent ({})", self.pool.size, self.max_concurrent);

@@ -1,5 +1,5 @@
 //! End-to-end tests of the capture backends (issue 5): each one, chosen by config, runs the
-//! Chromium it needs, gives exactly the requested frame rate with evenly spaced timestamps
+//! Chromium (and for x11 the X server) it needs, gives exactly the requested frame rate with evenly spaced timestamps
 //! and new pictures in (nearly) every frame of an animated page, and reports its frame
 //! counts in `/metrics` while it runs.
 
@@ -113,6 +113,14 @@ async fn begin_frame_capture_renders_every_frame_once() {
 async fn screencast_capture_still_works() {
     let _serial = SERIAL.lock().await;
     check_backend("screencast", "--headless=new", 0.85).await;
+}
+
+/// The x11 backend: a private Xvfb, Chromium as a kiosk window on it, ximagesrc reading the
+/// screen at the frame rate.
+#[tokio::test(flavor = "multi_thread")]
+async fn x11_capture_reads_the_screen_of_its_own_x_server() {
+    let _serial = SERIAL.lock().await;
+    check_backend("x11", "--ozone-platform=x11", 0.9).await;
 }
 
 /// A page that never changes still gives the full rate (its last picture again), and a

@@ -1,11 +1,13 @@
-//! Capture sources: where encoded page frames come from, and (in [`pulse`]) the sound server
-//! the page plays into. Each picture source yields [`Frame`]s; the [`Pacer`] turns a page that
-//! only paints when something changes into a steady input for the pipeline's constant-rate
-//! stage.
+//! Capture sources: where the page's picture comes from (over CDP, [`beginframe`] and
+//! [`screencast`] yield JPEG [`Frame`]s; with [`x11`] the pipeline reads a private X server's
+//! screen itself), and (in [`pulse`]) the sound server the page plays into. The [`Pacer`]
+//! turns a page that only paints when something changes into a steady input for the
+//! pipeline's constant-rate stage.
 
 pub mod beginframe;
 pub mod pulse;
 pub mod screencast;
+pub mod x11;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

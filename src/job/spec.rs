@@ -181,6 +181,9 @@ pub struct BrowserSpec {
     pub chromium_path: String,
     /// The build that takes begin-frame control (for [`CaptureBackend::BeginFrame`]).
     pub headless_shell_path: String,
+    /// The X server for [`CaptureBackend::X11`].
+    #[serde(default)]
+    pub xvfb_path: String,
     pub extra_flags: Vec<String>,
     pub resolver_exclude: Vec<String>,
 }
@@ -441,6 +444,7 @@ impl BrowserSpec {
         Self {
             chromium_path: cfg.chromium.path.display().to_string(),
             headless_shell_path: cfg.capture.headless_shell_path.display().to_string(),
+            xvfb_path: cfg.capture.xvfb_path.display().to_string(),
             extra_flags: cfg.chromium.extra_flags.clone(),
             resolver_exclude: cfg.chromium.resolver_exclude.clone(),
         }

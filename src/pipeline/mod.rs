@@ -64,6 +64,26 @@ pub struct AudioInput<'a> {
 /// No video timestamp yet.
 const UNSET: u64 = u64::MAX;
 
+/// Where the picture comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum PictureInput<'a> {
+    /// JPEG frames pushed with [`Pipeline::push_jpeg`] (the CDP capture backends).
+    Frames,
+    /// The screen of this X display, read by ximagesrc once [`Pipeline::open_screen`] is called.
+    Screen { display: &'a str },
+}
+
+/// The audio gate: holds the sound back until the first frame is in (see [`Pipeline`]).
+type Gate = Arc<std::sync::Mutex<Option<(gst::Pad, gst::PadProbeId)>>>;
+
+/// The first frame is in: record its time and let the sound through.
+fn first_frame(first_video_pts: &AtomicU64, gate: &Gate, pts: u64) {
+    let _ = first_video_pts.compare_exchange(UNSET, pts, Ordering::AcqRel, Ordering::Acquire);
+    if let Some((pad, probe)) = gate.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        pad.remove_probe(probe);
+    }
+}
+
 pub struct Pipeline {
     pipeline: gst::Pipeline,
     /// None for audio only.
@@ -75,7 +95,9 @@ pub struct Pipeline {
     /// Holds the captured audio (up to its queue's second) until the first frame is in, so
     /// that the audio from that frame on is at the muxer as soon as the frame is: the muxer
     /// places the first fragment (and asks for its keyframe) only once every stream has data.
-    audio_gate: Option<(gst::Pad, gst::PadProbeId)>,
+    audio_gate: Gate,
+    /// The screen source and the valve that holds its frames back until the page is up.
+    screen: Option<(gst::Element, gst::Element)>,
     /// Wall-clock (epoch ns) minus running time: maps capture times onto the pipeline clock.
     wall_offset_ns: Option<i128>,
     last_pts: Option<u64>,
@@ -92,6 +114,8 @@ struct VideoProbes {
     into_encoder: Arc<AtomicU64>,
     out_of_encoder: Arc<AtomicU64>,
     encoded: Arc<AtomicU64>,
+    /// Frames out of the screen source's valve (None: the caller counts captured frames).
+    captured: Option<Arc<AtomicU64>>,
 }
 
 fn make(factory: &str) -> Result<gst::Element> {
@@ -103,7 +127,13 @@ fn make(factory: &str) -> Result<gst::Element> {
 impl Pipeline {
     /// Builds the pipeline; chunks go to `out` from GStreamer's streaming thread. Without
     /// `video` (audio only) the sound is muxed alone, on its own frames' grid.
-    pub fn build(video: Option<&VideoSpec>, audio: Option<AudioInput>, hls: &HlsSpec, out: mpsc::UnboundedSender<MuxOutput>) -> Result<Self> {
+    pub fn build(
+        video: Option<&VideoSpec>,
+        picture: PictureInput,
+        audio: Option<AudioInput>,
+        hls: &HlsSpec,
+        out: mpsc::UnboundedSender<MuxOutput>,
+    ) -> Result<Self> {
         init()?;
         let pipeline = gst::Pipeline::with_name("egress");
         let timing = HlsTiming::new(video, audio.as_ref().map(|a| a.spec), hls);
@@ -113,10 +143,12 @@ impl Pipeline {
             Some(a) => Some(audio_branch(&pipeline, a, Arc::clone(&first_video_pts), video.is_some())?),
             None => None,
         };
-        let (appsrc, video_probes) = match video {
+        let audio_gate: Gate = Arc::new(std::sync::Mutex::new(None));
+        let (appsrc, screen, video_probes) = match video {
             Some(video) => {
-                let (src, probes) = video_branches(&pipeline, video, hls, &timing, audio_tee.as_ref().map(|a| &a.0), &out)?;
-                (Some(src), Some(probes))
+                let head = PictureHead { input: picture, first_video_pts: Arc::clone(&first_video_pts), gate: Arc::clone(&audio_gate) };
+                let (src, screen, probes) = video_branches(&pipeline, video, head, hls, &timing, audio_tee.as_ref().map(|a| &a.0), &out)?;
+                (src, screen, Some(probes))
             }
             None => {
                 let (tee, ..) = audio_tee.as_ref().ok_or_else(|| anyhow!("an egress needs a picture or a sound"))?;
@@ -125,12 +157,15 @@ impl Pipeline {
                 pipeline.add_many([&q, &mux, &sink])?;
                 gst::Element::link_many([tee, &q, &mux, &sink]).context("linking the sound into its muxer")?;
                 split_after_first_part(&q.static_pad("src").context("queue has no src pad")?, &mux, timing.part_ns());
-                (None, None)
+                (None, None, None)
             }
         };
-        let (audio_src, audio_gate) = match audio_tee {
-            Some((_, src, gate)) => (Some(src), gate),
-            None => (None, None),
+        let audio_src = match audio_tee {
+            Some((_, src, gate)) => {
+                *audio_gate.lock().unwrap_or_else(|p| p.into_inner()) = gate;
+                Some(src)
+            }
+            None => None,
         };
         Ok(Self {
             pipeline,
@@ -138,6 +173,7 @@ impl Pipeline {
             audio_src,
             first_video_pts,
             audio_gate,
+            screen,
             wall_offset_ns: None,
             last_pts: None,
             events: None,
@@ -210,6 +246,7 @@ impl Pipeline {
             duplicated: p.rate.property::<u64>("duplicate"),
             dropped: p.rate.property::<u64>("drop"),
             encoded,
+            captured: p.captured.as_ref().map(|c| c.load(Ordering::Relaxed)).unwrap_or(0),
             encoder_lag_ms: match (into, encoded) {
                 (UNSET, _) => 0,
                 // Nothing out yet: the lag is everything given so far.
@@ -218,6 +255,13 @@ impl Pipeline {
             },
             ..Default::default()
         }
+    }
+
+    /// Lets the screen's frames through from now on (the page is up).
+    pub fn open_screen(&self) -> Result<()> {
+        let (_, valve) = self.screen.as_ref().ok_or_else(|| anyhow!("this pipeline has no screen source"))?;
+        valve.set_property("drop", false);
+        Ok(())
     }
 
     /// Pushes one JPEG frame, stamped with its capture time mapped onto the pipeline clock.
@@ -231,10 +275,7 @@ impl Pipeline {
             }
         }
         self.last_pts = Some(pts);
-        let _ = self.first_video_pts.compare_exchange(UNSET, pts, Ordering::AcqRel, Ordering::Acquire);
-        if let Some((pad, probe)) = self.audio_gate.take() {
-            pad.remove_probe(probe);
-        }
+        first_frame(&self.first_video_pts, &self.audio_gate, pts);
         let mut buf = gst::Buffer::from_slice(jpeg);
         buf.get_mut().expect("new buffer is writable").set_pts(gst::ClockTime::from_nseconds(pts));
         let appsrc = self.appsrc.as_ref().ok_or_else(|| anyhow!("an audio-only pipeline takes no frames"))?;
@@ -247,8 +288,8 @@ impl Pipeline {
         if let Some(appsrc) = &self.appsrc {
             let _ = appsrc.end_of_stream();
         }
-        if let Some(src) = &self.audio_src {
-            // A live source ends only when told to.
+        // Live sources end only when told to.
+        for src in self.audio_src.iter().chain(self.screen.as_ref().map(|(src, _)| src)) {
             src.send_event(gst::event::Eos::new());
         }
         let drained = match self.events.as_mut() {
@@ -280,26 +321,73 @@ impl Drop for Pipeline {
     }
 }
 
-/// The picture: appsrc → … → tee, then an encoder branch per rendition, each muxer also fed
-/// from the sound's tee if there is one. Returns the appsrc frames are pushed into.
+/// How the picture enters the pipeline, and what its first frame must set.
+struct PictureHead<'a> {
+    input: PictureInput<'a>,
+    first_video_pts: Arc<AtomicU64>,
+    gate: Gate,
+}
+
+/// The source end of the picture: appsrc → jpegdec for pushed JPEG frames, or ximagesrc →
+/// caps(F fps) → valve for a screen (the valve drops frames until [`Pipeline::open_screen`];
+/// the first one through is the first frame). Returns the elements in order, the appsrc, the
+/// screen's (source, valve) and the captured-frame counter for a screen.
+type Source = (Vec<gst::Element>, Option<gst_app::AppSrc>, Option<(gst::Element, gst::Element)>, Option<Arc<AtomicU64>>);
+
+fn picture_source(video: &VideoSpec, head: PictureHead) -> Result<Source> {
+    match head.input {
+        PictureInput::Frames => {
+            let appsrc = gst_app::AppSrc::builder()
+                .name("capture")
+                .is_live(true)
+                .format(gst::Format::Time)
+                .caps(&gst::Caps::builder("image/jpeg").build())
+                // Bounded: if the encoder falls behind, old frames go rather than memory.
+                .max_time(Some(gst::ClockTime::from_seconds(1)))
+                .leaky_type(gst_app::AppLeakyType::Downstream)
+                .build();
+            Ok((vec![appsrc.clone().upcast(), make("jpegdec")?], Some(appsrc), None, None))
+        }
+        PictureInput::Screen { display } => {
+            let src = gst::ElementFactory::make("ximagesrc")
+                .name("capture")
+                .property("display-name", display)
+                // Damage tracking saves nothing on a page that moves, and costs a round trip.
+                .property("use-damage", false)
+                .property("show-pointer", false)
+                .build()
+                .context("creating ximagesrc (apt install gstreamer1.0-plugins-good)")?;
+            let caps = gst::ElementFactory::make("capsfilter")
+                .property("caps", gst::Caps::builder("video/x-raw").field("framerate", gst::Fraction::new(video.framerate as i32, 1)).build())
+                .build()?;
+            let valve = gst::ElementFactory::make("valve").property("drop", true).build().context("creating valve")?;
+            let captured = Arc::new(AtomicU64::new(0));
+            let (count, first, gate) = (Arc::clone(&captured), head.first_video_pts, head.gate);
+            valve.static_pad("src").context("valve has no src pad")?.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
+                    if count.fetch_add(1, Ordering::Relaxed) == 0 {
+                        first_frame(&first, &gate, pts.nseconds());
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            });
+            Ok((vec![src.clone(), caps, valve.clone()], None, Some((src, valve)), Some(captured)))
+        }
+    }
+}
+
+/// The picture: source → … → tee, then an encoder branch per rendition, each muxer also fed
+/// from the sound's tee if there is one.
 fn video_branches(
     pipeline: &gst::Pipeline,
     video: &VideoSpec,
+    head: PictureHead,
     hls: &HlsSpec,
     timing: &HlsTiming,
     audio_tee: Option<&gst::Element>,
     out: &mpsc::UnboundedSender<MuxOutput>,
-) -> Result<(gst_app::AppSrc, VideoProbes)> {
-    let appsrc = gst_app::AppSrc::builder()
-        .name("capture")
-        .is_live(true)
-        .format(gst::Format::Time)
-        .caps(&gst::Caps::builder("image/jpeg").build())
-        // Bounded: if the encoder falls behind, old frames go rather than memory.
-        .max_time(Some(gst::ClockTime::from_seconds(1)))
-        .leaky_type(gst_app::AppLeakyType::Downstream)
-        .build();
-    let jpegdec = make("jpegdec")?;
+) -> Result<(Option<gst_app::AppSrc>, Option<(gst::Element, gst::Element)>, VideoProbes)> {
+    let (source, appsrc, screen, captured) = picture_source(video, head)?;
     let scale = make("videoscale")?;
     let convert = make("videoconvert")?;
     let size_caps = gst::ElementFactory::make("capsfilter")
@@ -323,6 +411,7 @@ fn video_branches(
         into_encoder: Arc::new(AtomicU64::new(UNSET)),
         out_of_encoder: Arc::new(AtomicU64::new(0)),
         encoded: Arc::new(AtomicU64::new(0)),
+        captured,
     };
     let into = Arc::clone(&probes.into_encoder);
     tee.static_pad("sink").context("tee has no sink pad")?.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -331,9 +420,10 @@ fn video_branches(
         }
         gst::PadProbeReturn::Ok
     });
-    let head = [appsrc.upcast_ref::<gst::Element>(), &jpegdec, &scale, &convert, &size_caps, &rate, &rate_caps, &tee];
-    pipeline.add_many(head)?;
-    gst::Element::link_many(head).context("linking the capture half of the pipeline")?;
+    let mut head: Vec<&gst::Element> = source.iter().collect();
+    head.extend([&scale, &convert, &size_caps, &rate, &rate_caps, &tee]);
+    pipeline.add_many(&head)?;
+    gst::Element::link_many(&head).context("linking the capture half of the pipeline")?;
     let main = (video.width, video.height, video.bitrate_kbps);
     let rungs = std::iter::once(main).chain(hls.ladder.iter().map(|r| (r.width, r.height, r.bitrate_kbps)));
     for (rendition, (width, height, bitrate_kbps)) in rungs.enumerate() {
@@ -353,7 +443,7 @@ fn video_branches(
             gst::Element::link_many([audio_tee, &queue, mux]).context("linking the audio into a muxer")?;
         }
     }
-    Ok((appsrc, probes))
+    Ok((appsrc, screen, probes))
 }
 
 /// Counts the encoder's output and remembers its last input time. x264enc shifts its

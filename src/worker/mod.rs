@@ -7,17 +7,17 @@ pub mod process;
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::browser::{self, Chromium, Rendering};
-use crate::capture::{beginframe::BeginFrames, epoch_now, pulse::SoundServer, screencast, Frame, Pacer};
+use crate::capture::{beginframe::BeginFrames, epoch_now, pulse::SoundServer, screencast, x11::XServer, Frame, Pacer};
 use crate::config::CaptureBackend;
 use crate::job::spec::{BrowserSpec, JobSpec};
 use crate::media::{FrameStats, MuxOutput};
-use crate::pipeline::{AudioInput, PipelineEvent, Pipeline};
+use crate::pipeline::{AudioInput, PictureInput, PipelineEvent, Pipeline};
 
 /// What a running egress reports, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,8 +66,9 @@ impl Prepared {
         let rendering = match warm.capture {
             CaptureBackend::BeginFrame => Rendering::BeginFrameControl,
             CaptureBackend::Screencast => Rendering::Headless,
+            CaptureBackend::X11 => bail!("warm workers are for the CDP capture backends"),
         };
-        let chromium = Chromium::launch(&warm.browser, rendering, warm.width, warm.height, Some(&sound.address()), timeout).await?;
+        let chromium = Chromium::launch(&warm.browser, rendering, warm.width, warm.height, Some(&sound.address()), None, timeout).await?;
         let _ = events.send(WorkerEvent::BrowserStarted { pid: chromium.pid() });
         info!(pid = chromium.pid(), "warm: chromium and sound server ready");
         Ok(Self { warm, sound, chromium })
@@ -246,7 +247,19 @@ pub async fn run(
     let (mux_tx, mux_rx) = mpsc::unbounded_channel();
     let audio = spec.audio.as_ref().zip(sound.as_ref()).map(|(a, s)| (a, s.address(), s.monitor()));
     let audio_input = audio.as_ref().map(|(a, addr, mon)| AudioInput { spec: a, server: addr, device: mon });
-    let mut pipe = Pipeline::build(spec.video.as_ref(), audio_input, hls, mux_tx)?;
+    // The x11 backend's screen: up before the pipeline, whose source opens it.
+    let screen = match rendering(spec) {
+        Rendering::X11 => Some(tokio::select! {
+            x = XServer::start(&spec.browser.xvfb_path, width, height, start_timeout) => x?,
+            _ = stop.cancelled() => return Ok(()),
+        }),
+        _ => None,
+    };
+    let picture = match &screen {
+        Some(x) => PictureInput::Screen { display: x.display() },
+        None => PictureInput::Frames,
+    };
+    let mut pipe = Pipeline::build(spec.video.as_ref(), picture, audio_input, hls, mux_tx)?;
     pipe.start().await?;
     if let Some(sound) = &sound {
         // The recorder is connected once the pipeline plays: let its latency take effect.
@@ -258,7 +271,7 @@ pub async fn run(
         Some(c) => c,
         None => {
             let c = tokio::select! {
-                c = Chromium::launch(&spec.browser, rendering(spec), width, height, address.as_deref(), start_timeout) => c?,
+                c = Chromium::launch(&spec.browser, rendering(spec), width, height, address.as_deref(), screen.as_ref().map(|x| x.display()), start_timeout) => c?,
                 _ = stop.cancelled() => return Ok(()),
             };
             let _ = events.send(WorkerEvent::BrowserStarted { pid: c.pid() });
@@ -268,6 +281,7 @@ pub async fn run(
     let result = capture(spec, &mut chromium, pipe, mux_rx, &events, &stop).await;
     chromium.close().await;
     drop(sound);
+    drop(screen);
     result
 }
 
@@ -275,6 +289,7 @@ pub async fn run(
 fn rendering(spec: &JobSpec) -> Rendering {
     match spec.video.as_ref().map(|v| v.capture) {
         Some(CaptureBackend::BeginFrame) => Rendering::BeginFrameControl,
+        Some(CaptureBackend::X11) => Rendering::X11,
         Some(CaptureBackend::Screencast) | None => Rendering::Headless,
     }
 }
@@ -336,7 +351,12 @@ async fn capture(
         }
     });
 
+    let on_screen = rendering(spec) == Rendering::X11;
+    if on_screen {
+        pipe.open_screen()?;
+    }
     let mut picture = match &spec.video {
+        Some(_) if on_screen => None,
         Some(v) => {
             let (first, frames) = match driver.as_mut() {
                 Some(d) => (None, d.capture()),
@@ -355,7 +375,7 @@ async fn capture(
         }
         None => None,
     };
-    // Audio only: recording from the moment the page is up.
+    // Audio only and the screen: recording from the moment the page is up.
     let mut active = picture.is_none();
     if active {
         let _ = events.send(WorkerEvent::Active);
@@ -364,7 +384,7 @@ async fn capture(
     let mut watch = Watch::default();
     let outcome: Result<()> = loop {
         tokio::select! {
-            _ = stats_tick.tick(), if picture.is_some() => {
+            _ = stats_tick.tick(), if spec.video.is_some() => {
                 let stats = frame_stats(&pipe, picture.as_ref(), driver.as_ref());
                 watch.check(&stats);
                 let _ = events.send(WorkerEvent::Stats(stats));
@@ -400,7 +420,7 @@ async fn capture(
             _ = stop.cancelled() => break Ok(()),
         }
     };
-    if picture.is_some() {
+    if spec.video.is_some() {
         let s = frame_stats(&pipe, picture.as_ref(), driver.as_ref());
         let _ = events.send(WorkerEvent::Stats(s));
         info!(
@@ -412,7 +432,7 @@ async fn capture(
             encoded = s.encoded,
             "capture ended"
         );
-        if driver.is_none() {
+        if picture.is_some() && driver.is_none() {
             let _ = tokio::time::timeout(Duration::from_secs(1), screencast::stop(&page)).await;
         }
     }

@@ -201,6 +201,11 @@ impl Server {
         self.descendants("pulseaudio")
     }
 
+    /// The x11 backend's private X servers.
+    pub fn x_servers(&self) -> Vec<i32> {
+        self.descendants("Xvfb")
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self, within: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("server running");
@@ -222,7 +227,8 @@ impl Server {
     pub async fn assert_no_leftovers(&self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            let left: Vec<i32> = self.chromium_pids().into_iter().chain(self.workers()).chain(self.sound_servers()).collect();
+            let left: Vec<i32> =
+                self.chromium_pids().into_iter().chain(self.workers()).chain(self.sound_servers()).chain(self.x_servers()).collect();
             if left.is_empty() {
                 return;
             }
@@ -246,7 +252,7 @@ impl Drop for Server {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.terminate(Duration::from_secs(30))));
         }
         // Never leave anything behind, even when a test failed half-way.
-        for pid in self.chromium_pids().into_iter().chain(self.workers()).chain(self.sound_servers()) {
+        for pid in self.chromium_pids().into_iter().chain(self.workers()).chain(self.sound_servers()).chain(self.x_servers()) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
