@@ -80,7 +80,7 @@ def frame_counts(url, ids):
     return counts
 
 
-def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None, backend=None):
+def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None, backend=None, pool=0):
     tmp = tempfile.mkdtemp(prefix="roomcast-bench-")
     port = free_port(); url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out",
@@ -88,6 +88,8 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
                LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG="warn")
     if backend:
         env["ROOMCAST_CAPTURE"] = backend
+    if pool:
+        env["ROOMCAST_POOL_SIZE"] = str(pool)
     log = open(f"{tmp}/serve.log", "w")
     server = subprocess.Popen([binary, "serve", "--bind", f"127.0.0.1:{port}"], env=env, stderr=log)
     try:
@@ -97,6 +99,19 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
             except OSError:
                 time.sleep(0.1)
         token = subprocess.check_output([binary, "token"], env=env).decode().strip()
+        idle = None
+        if pool:
+            # The warm workers are up once their browsers are; then what they cost idle.
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len([p for p in procs_with_env(f"TMPDIR={tmp}", {server.pid})
+                                                       if b"--remote-debugging-port" in open(f"/proc/{p}/cmdline", "rb").read()
+                                                       and b"--type=" not in open(f"/proc/{p}/cmdline", "rb").read()]) < pool:
+                time.sleep(0.1)
+            time.sleep(2)
+            warm = procs_with_env(f"TMPDIR={tmp}", {server.pid})
+            b0 = {p: cpu_ticks(p) for p in warm}; t0 = time.monotonic(); time.sleep(5)
+            ticks = sum((cpu_ticks(p) or 0) - (b0[p] or 0) for p in warm)
+            idle = dict(cores=ticks / CLK / (time.monotonic() - t0) / pool, pss=sum(pss_kb(p) for p in warm) / 1024 / pool)
         ids, t_active, t_first, t_part = [], [], [], []
         for _ in range(n):
             t0 = time.monotonic()
@@ -156,12 +171,15 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
             pr = json.loads(subprocess.check_output(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v",
                                                      "-show_entries", "stream=nb_read_frames:format=duration", "-of", "json", pl]))
             fps.append(int(pr["streams"][0]["nb_read_frames"]) / float(pr["format"]["duration"]))
+        # Output frames that show no new picture (a repeat from the source or from videorate),
+        # and captured frames never shown.
         shown = counts.get("encoded", 0)
         taken = counts.get("captured", 0) + counts.get("repeated", 0)
-        dup = (counts.get("duplicated", 0) + counts.get("repeated", 0)) / shown if shown else float("nan")
+        new_shown = max(0, counts.get("captured", 0) - counts.get("dropped", 0))
+        dup = max(0, shown - new_shown) / shown if shown else float("nan")
         drop = counts.get("dropped", 0) / taken if taken else float("nan")
         return dict(cores=cores, pss=pss, fps=statistics.median(fps), active=statistics.median(t_active),
-                    first=statistics.median(t_first), part=statistics.median(t_part), dup=dup, drop=drop)
+                    first=statistics.median(t_first), part=statistics.median(t_part), dup=dup, drop=drop, idle=idle)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -192,11 +210,14 @@ def pct(x):
 
 
 def main():
+    # SIGTERM unwinds like Ctrl-C, so every scenario's finally ends what it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("binary"); ap.add_argument("--seconds", type=int, default=15); ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--backends", default="begin_frame,screencast,x11")
     ap.add_argument("--g2g-seconds", type=int, default=20, help="glass-to-glass run per backend; 0 skips it")
     ap.add_argument("--quick", action="store_true", help="only 1 animated 720p egress per backend")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the 1-egress animated 720p row, median shown (default 3)")
     a = ap.parse_args()
     backends = a.backends.split(",")
     # (name, page, egresses, width, height, only)
@@ -211,9 +232,15 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = {}
     for backend in backends:
-        for name, page, n, w, h, only in rows:
-            r = scenario(a.binary, page, n, a.seconds, a.warmup, width=w, height=h, only=only, backend=backend)
-            results[(backend, name)] = r
+        for i, (name, page, n, w, h, only) in enumerate(rows):
+            runs = [scenario(a.binary, page, n, a.seconds, a.warmup, width=w, height=h, only=only, backend=backend)
+                    for _ in range(a.repeat if i == 0 else 1)]
+            # Each column's median over the runs (the machine is noisy).
+            r = {k: statistics.median(x[k] for x in runs) for k in runs[0] if k != "idle"}
+            if len(runs) > 1:
+                each = ", ".join(f"{x['cores']:.2f}" for x in runs)
+                name = f"{name} (median of {len(runs)}; cores {each})"
+            results[(backend, rows[i][0])] = r
             print(f"| {backend} | {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['fps']:.1f} | {pct(r['dup'])} | {pct(r['drop'])} | "
                   f"{r['active']:.2f} | {r['part']:.2f} | {r['first']:.2f} | {r['cores'] / ANCHOR_CORES:.2f}× | {r['pss'] / ANCHOR_MB:.2f}× |", flush=True)
     if not a.quick:
@@ -227,6 +254,18 @@ def main():
             print(f"| {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['part']:.2f} |", flush=True)
             if only == "video":
                 print(f"| audio's extra (with − video_only) | {base['cores'] - r['cores']:+.2f} | {base['pss'] - r['pss']:+.0f} | |", flush=True)
+    if not a.quick:
+        # Cold and warm starts (pool.size 1) of the CDP backends, and what a warm worker costs idle.
+        print()
+        print("| backend | start | start → ACTIVE s | start → first playable part s | idle warm worker: cores | idle warm worker: PSS MB |")
+        print("|---|---|---|---|---|---|")
+        for backend in [b for b in backends if b != "x11"]:
+            cold = results[(backend, rows[0][0])]
+            print(f"| {backend} | cold (pool empty) | {cold['active']:.2f} | {cold['part']:.2f} | | |")
+            warm = [scenario(a.binary, "animated.html", 1, 5, 2, backend=backend, pool=1) for _ in range(a.repeat)]
+            med = lambda k: statistics.median(x[k] for x in warm)
+            idle_c = statistics.median(x["idle"]["cores"] for x in warm); idle_p = statistics.median(x["idle"]["pss"] for x in warm)
+            print(f"| {backend} | warm (pool.size 1; median of {len(warm)}) | {med('active'):.2f} | {med('part'):.2f} | {idle_c:.3f} | {idle_p:.0f} |", flush=True)
     if a.g2g_seconds > 0:
         print()
         print("| backend | glass-to-glass p50 ms (clock page → hls.js, one run) |")

@@ -231,3 +231,44 @@ async fn encoder_choice_is_resolved_at_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("x264_preset \"warp\""), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Issue 5 (2): a request may pick its capture backend with the `roomcast-capture` header
+/// (LiveKit's request has no field for it); a bad value is `invalid_argument`, and no browser
+/// starts for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_picks_its_capture_backend_by_header() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let body = json!({"url": server.page("demo/animated.html"), "segment_outputs": [{}], "video_only": true}).to_string();
+    let start = |capture: &'static str| {
+        let (server, body) = (&server, body.clone());
+        async move {
+            let resp = server
+                .http()
+                .post(format!("{}/twirp/livekit.Egress/StartWebEgress", server.url))
+                .header("Authorization", format!("Bearer {}", token(true)))
+                .header("Content-Type", "application/json")
+                .header("roomcast-capture", capture)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (code, err) = start("vnc").await;
+    assert_eq!(code, 400, "{err}");
+    assert_eq!(err["code"], "invalid_argument");
+    assert!(err["msg"].as_str().unwrap().contains("use begin_frame, screencast or x11"), "{err}");
+    assert!(server.chromium_pids().is_empty(), "no browser for a refused request");
+
+    let (code, info) = start("screencast").await;
+    assert_eq!(code, 200, "{info}");
+    let id = info["egressId"].as_str().unwrap().to_string();
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    let browsers = server.chromium_browsers();
+    let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/cmdline", browsers[0])).unwrap()).replace('\0', " ");
+    assert!(cmd.contains("--headless=new") && !cmd.contains("headless-shell"), "the header's backend, not the default: {cmd}");
+    server.stop(&id, "EGRESS_COMPLETE").await;
+    server.assert_no_leftovers(10 * S).await;
+}

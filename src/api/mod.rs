@@ -14,6 +14,7 @@ use axum::routing::post;
 use axum::Router;
 use livekit_protocol as proto;
 
+use crate::config::CaptureBackend;
 use crate::job::manager::JobManager;
 use crate::job::JobError;
 use auth::Auth;
@@ -64,6 +65,16 @@ async fn handle(State(st): State<ApiState>, Path(method): Path<String>, headers:
     }
 }
 
+/// The request header that picks a capture backend for one egress (LiveKit's request has no
+/// field for it, so the official SDKs always get the configured one).
+pub const CAPTURE_HEADER: &str = "roomcast-capture";
+
+fn capture_override(headers: &HeaderMap) -> Result<Option<CaptureBackend>, TwirpError> {
+    let Some(v) = headers.get(CAPTURE_HEADER) else { return Ok(None) };
+    let v = v.to_str().map_err(|_| TwirpError::new("invalid_argument", format!("{CAPTURE_HEADER}: not text")))?;
+    v.parse().map(Some).map_err(|e: anyhow::Error| TwirpError::new("invalid_argument", format!("{CAPTURE_HEADER}: {e}")))
+}
+
 fn dispatch(st: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> Result<Response, TwirpError> {
     let known = matches!(method, "StartWebEgress" | "ListEgress" | "StopEgress") || NOT_YET.contains(&method);
     if !known {
@@ -74,7 +85,7 @@ fn dispatch(st: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> Re
     match method {
         "StartWebEgress" => {
             let req: proto::WebEgressRequest = codec.decode(body)?;
-            Ok(codec.encode(&st.jobs.start_web(req)?))
+            Ok(codec.encode(&st.jobs.start_web(req, capture_override(headers)?)?))
         }
         "ListEgress" => {
             let req: proto::ListEgressRequest = codec.decode(body)?;

@@ -14,7 +14,7 @@ use tracing::{error, info, warn, Instrument};
 use super::spec::{BrowserSpec, JobSpec};
 use super::state::JobState;
 use super::JobError;
-use crate::config::Config;
+use crate::config::{CaptureBackend, Config};
 use crate::media::FrameStats;
 use crate::metrics::Metrics;
 use crate::output::hls::stream::{Registry, Stream};
@@ -126,17 +126,19 @@ impl JobManager {
         });
     }
 
-    /// A warm worker that is still alive, if the pool has one; a replacement follows.
-    fn take_warm(self: &Arc<Self>) -> Option<Warm> {
+    /// A warm worker that is still alive and fits `spec`, if the pool has one; a replacement
+    /// follows.
+    fn take_warm(self: &Arc<Self>, spec: &JobSpec) -> Option<Warm> {
+        if self.cfg.pool.size == 0 || !self.warm_spec().fits(spec) {
+            return None;
+        }
         let taken = {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
             // Dead ones (their Chromium died while idle) are dropped on the way.
             pool.retain_mut(|(w, _)| w.is_running());
             pool.pop()
         };
-        if self.cfg.pool.size > 0 {
-            self.refill(Duration::from_millis(self.cfg.pool.refill_delay_ms));
-        }
+        self.refill(Duration::from_millis(self.cfg.pool.refill_delay_ms));
         taken
     }
 
@@ -151,9 +153,17 @@ impl JobManager {
         }
     }
 
-    pub fn start_web(self: &Arc<Self>, req: proto::WebEgressRequest) -> Result<proto::EgressInfo, JobError> {
+    /// Starts a web egress; `capture` overrides the configured capture backend for this one.
+    pub fn start_web(self: &Arc<Self>, req: proto::WebEgressRequest, capture: Option<CaptureBackend>) -> Result<proto::EgressInfo, JobError> {
         let id = new_egress_id();
-        let spec = JobSpec::from_web_request(&id, &req, &self.cfg)?;
+        let spec = match capture {
+            Some(backend) => {
+                let mut cfg = (*self.cfg).clone();
+                cfg.capture.backend = backend;
+                JobSpec::from_web_request(&id, &req, &cfg)?
+            }
+            None => JobSpec::from_web_request(&id, &req, &self.cfg)?,
+        };
         let segments = spec.hls.as_ref().map(|h| {
             let base = format!("{}/hls/{id}", self.cfg.public_url());
             proto::SegmentsInfo {
@@ -284,7 +294,7 @@ impl JobManager {
 
     async fn run_worker(self: &Arc<Self>, spec: JobSpec, mut hls: HlsWriter, mut control: mpsc::UnboundedReceiver<Control>) {
         let id = spec.egress_id.clone();
-        let warm = match self.take_warm() {
+        let warm = match self.take_warm(&spec) {
             Some((mut w, rx)) => match w.assign(&spec).await {
                 Ok(()) => Some((w, rx)),
                 Err(e) => {

@@ -79,17 +79,24 @@ impl Prepared {
         self.chromium.exited().await
     }
 
-    /// Whether `spec` can run on these processes: the same browser build and flags, and (if
-    /// it has sound) the same sound format. Otherwise they are ended and the egress starts cold.
     fn fits(&self, spec: &JobSpec) -> bool {
+        self.warm.fits(spec)
+    }
+}
+
+impl WarmSpec {
+    /// Whether `spec` can run on what this launches: the same browser build and flags, and
+    /// (if it has sound) the same sound format. A worker that does not fit a job ends its
+    /// processes and starts cold.
+    pub fn fits(&self, spec: &JobSpec) -> bool {
         let capture = spec.video.as_ref().map(|v| v.capture);
         let rendering_fits = match capture {
-            Some(c) => c == self.warm.capture,
+            Some(c) => c == self.capture,
             // Audio only renders as new headless does.
-            None => self.warm.capture == CaptureBackend::Screencast,
+            None => self.capture == CaptureBackend::Screencast,
         };
-        let audio_fits = spec.audio.as_ref().is_none_or(|a| (a.pulseaudio_path.clone(), a.sample_rate, a.channels) == self.warm.audio);
-        rendering_fits && audio_fits && spec.browser == self.warm.browser
+        let audio_fits = spec.audio.as_ref().is_none_or(|a| (a.pulseaudio_path.clone(), a.sample_rate, a.channels) == self.audio);
+        rendering_fits && audio_fits && spec.browser == self.browser
     }
 }
 
