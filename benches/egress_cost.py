@@ -168,8 +168,13 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
             pl = f"{tmp}/out/{eid}/playlist.m3u8"
             if only == "audio":
                 fps.append(float("nan")); continue
-            pr = json.loads(subprocess.check_output(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v",
-                                                     "-show_entries", "stream=nb_read_frames:format=duration", "-of", "json", pl]))
+            pr = json.loads(subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v",
+                                            "-show_entries", "stream=nb_read_frames:format=duration", "-of", "json", pl],
+                                           capture_output=True).stdout or b"{}")
+            if not pr.get("streams"):
+                # Say why rather than stop the whole benchmark.
+                print(f"egress_cost: {eid} has no video to count ({i.get('status')}: {i.get('error', '')})", file=sys.stderr)
+                fps.append(float("nan")); continue
             fps.append(int(pr["streams"][0]["nb_read_frames"]) / float(pr["format"]["duration"]))
         # Output frames that show no new picture (a repeat from the source or from videorate),
         # and captured frames never shown.

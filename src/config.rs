@@ -452,6 +452,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_reads_and_validates() {
+        let mut cfg: Config = serde_yaml::from_str(include_str!("../roomcast.example.yaml")).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.capture.backend, CaptureBackend::BeginFrame);
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         assert!(serde_yaml::from_str::<Config>("bnid: 1").is_err());
     }

@@ -2,8 +2,8 @@
 //! with `--enable-begin-frame-control`): the page renders only when we ask, once per output
 //! frame, and each answer carries that frame's JPEG. Chromium then does the work of 30 frames
 //! a second, not 60 (the screencast's compositor never slows down), and the frames arrive on
-//! our own grid, so there is nothing to re-time. A page that stays still is rendered without
-//! screenshots until it changes (see [`drive`]).
+//! our own grid, so there is nothing to re-time. A still page costs nearly what a moving one
+//! does (see [`drive`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,11 +69,8 @@ impl Drop for BeginFrames {
     }
 }
 
-/// How long the page must look the same before frames are rendered without a picture.
-const STILL_AFTER: Duration = Duration::from_millis(500);
-
 /// One BeginFrame at `ticks` (ms of CLOCK_MONOTONIC), with a JPEG screenshot if `quality`.
-async fn begin_frame(page: &Page, ticks: f64, interval: Duration, quality: Option<u32>) -> chromiumoxide::Result<(bool, Option<Bytes>)> {
+async fn begin_frame(page: &Page, ticks: f64, interval: Duration, quality: Option<u32>) -> chromiumoxide::Result<Option<Bytes>> {
     let mut params = BeginFrameParams::builder().frame_time_ticks(ticks).interval(interval.as_secs_f64() * 1000.0);
     if let Some(q) = quality {
         params = params.screenshot(ScreenshotParams::builder().format(ScreenshotParamsFormat::Jpeg).quality(q as i64).optimize_for_speed(true).build());
@@ -86,22 +83,21 @@ async fn begin_frame(page: &Page, ticks: f64, interval: Duration, quality: Optio
             None
         }
     });
-    Ok((res.has_damage, jpeg))
+    Ok(jpeg)
 }
 
-/// The frame loop. A screenshot forces a draw and a JPEG encode even when nothing changed, so
-/// once the pictures have been identical for [`STILL_AFTER`], slots are rendered without one
-/// (costing next to nothing) and show the last picture again; the first slot whose frame has
-/// damage is rendered once more, at the same time, with a screenshot, so motion after a still
-/// spell is neither missed nor late.
+/// The frame loop: one BeginFrame per slot, with a screenshot once capturing. A screenshot
+/// costs a draw, a readback and a JPEG encode even when nothing changed, and Chromium reports
+/// damage for every BeginFrame under `--run-all-compositor-stages-before-draw` (measured on a
+/// page that never changes, with and without screenshots), so a still page cannot be told
+/// apart without taking its picture: it costs nearly what a moving one does. A picture equal
+/// to the last one is counted as repeated.
 async fn drive(page: Page, fps: u32, quality: u32, capturing: Arc<AtomicBool>, counts: Arc<Counts>, tx: mpsc::Sender<Frame>) {
     let interval = Duration::from_secs_f64(1.0 / fps as f64);
-    let still_after = (STILL_AFTER.as_secs_f64() * fps as f64).ceil() as u32;
     let mut tick = tokio::time::interval(interval);
     // A slow frame costs its slot, not a burst of catch-up frames after it.
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut last: Option<Bytes> = None;
-    let mut same = 0u32;
     let mut failures = 0u32;
     let mut previous: Option<tokio::time::Instant> = None;
     loop {
@@ -119,17 +115,7 @@ async fn drive(page: Page, fps: u32, quality: u32, capturing: Arc<AtomicBool>, c
         let behind = slot.elapsed().as_secs_f64();
         let ticks = (monotonic_now() - behind) * 1000.0;
         let captured_at = epoch_now() - behind;
-        let still = shoot && last.is_some() && same >= still_after;
-        let result = match (shoot, still) {
-            (false, _) => begin_frame(&page, ticks, interval, None).await.map(|_| None),
-            (true, false) => begin_frame(&page, ticks, interval, Some(quality)).await.map(|(_, j)| j),
-            (true, true) => match begin_frame(&page, ticks, interval, None).await {
-                Ok((false, _)) => Ok(last.clone()),
-                // Changed: the same instant again (a hair later, time must advance), with its picture.
-                Ok((true, _)) => begin_frame(&page, ticks + 0.01, interval, Some(quality)).await.map(|(_, j)| j),
-                Err(e) => Err(e),
-            },
-        };
+        let result = begin_frame(&page, ticks, interval, shoot.then_some(quality)).await;
         let jpeg = match result {
             Ok(j) => {
                 failures = 0;
@@ -152,7 +138,6 @@ async fn drive(page: Page, fps: u32, quality: u32, capturing: Arc<AtomicBool>, c
         // No picture (a screenshot can fail while the renderer starts): the last one again.
         let Some(jpeg) = jpeg.or_else(|| last.clone()) else { continue };
         let repeat = last.as_ref() == Some(&jpeg);
-        same = if repeat { same + 1 } else { 0 };
         last = Some(jpeg.clone());
         if tx.send(Frame { jpeg, captured_at, repeat }).await.is_err() {
             return;
