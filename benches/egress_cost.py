@@ -70,6 +70,18 @@ def twirp(url, method, body, token):
     return json.load(urllib.request.urlopen(req, timeout=30))
 
 
+def new_picture_share(playlist):
+    """Share of the decoded output's frames that show a new picture: ffmpeg's mpdecimate drops
+    each frame that differs from the last kept one only by noise. Backend-neutral, unlike the
+    egress's own counts (an X screen read shows whatever is there, new or not)."""
+    def frames(vf):
+        out = subprocess.run(["ffmpeg", "-v", "error", "-i", playlist, "-map", "0:v", "-vf", vf, "-fps_mode", "passthrough",
+                              "-f", "framemd5", "-"], capture_output=True).stdout.decode()
+        return sum(1 for l in out.splitlines() if l and not l.startswith("#"))
+    total = frames("null")
+    return frames("mpdecimate") / total if total else float("nan")
+
+
 def frame_counts(url, ids):
     """Summed roomcast_video_frames_total by kind over the egresses `ids`."""
     text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
@@ -158,7 +170,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
         pss = statistics.median(pss_samples) / n
         for eid in ids:
             twirp(url, "StopEgress", {"egress_id": eid}, token)
-        fps = []
+        fps, fresh = [], []
         for eid in ids:
             for _ in range(150):
                 i = twirp(url, "ListEgress", {"egress_id": eid}, token)["items"][0]
@@ -176,6 +188,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
                 print(f"egress_cost: {eid} has no video to count ({i.get('status')}: {i.get('error', '')})", file=sys.stderr)
                 fps.append(float("nan")); continue
             fps.append(int(pr["streams"][0]["nb_read_frames"]) / float(pr["format"]["duration"]))
+            fresh.append(new_picture_share(pl))
         # Output frames that show no new picture (a repeat from the source or from videorate),
         # and captured frames never shown.
         shown = counts.get("encoded", 0)
@@ -184,7 +197,8 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
         dup = max(0, shown - new_shown) / shown if shown else float("nan")
         drop = counts.get("dropped", 0) / taken if taken else float("nan")
         return dict(cores=cores, pss=pss, fps=statistics.median(fps), active=statistics.median(t_active),
-                    first=statistics.median(t_first), part=statistics.median(t_part), dup=dup, drop=drop, idle=idle)
+                    first=statistics.median(t_first), part=statistics.median(t_part), dup=dup, drop=drop, idle=idle,
+                    fresh=statistics.median(fresh) if fresh else float("nan"))
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -232,9 +246,10 @@ def main():
                  ("animated 4-tile, 2 concurrent, 720p30", "animated.html", 2, 1280, 720, None),
                  ("animated 4-tile, 3 concurrent, 720p30", "animated.html", 3, 1280, 720, None),
                  ("animated 4-tile, 1 egress, 1080p30", "animated.html", 1, 1920, 1080, None)]
-    print("| backend | scenario (x264 veryfast; AAC 128 kbps) | CPU cores / egress | PSS MB / egress | delivered fps | duplicated | dropped "
+    print("| backend | scenario (x264 veryfast; AAC 128 kbps) | CPU cores / egress | PSS MB / egress | delivered fps | new pictures (decoded) "
+          "| duplicated (egress counts) | dropped (egress counts) "
           "| start → ACTIVE s | start → first playable part s | start → first segment s | cores vs anchor | PSS vs anchor |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = {}
     for backend in backends:
         for i, (name, page, n, w, h, only) in enumerate(rows):
@@ -246,7 +261,7 @@ def main():
                 each = ", ".join(f"{x['cores']:.2f}" for x in runs)
                 name = f"{name} (median of {len(runs)}; cores {each})"
             results[(backend, rows[i][0])] = r
-            print(f"| {backend} | {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['fps']:.1f} | {pct(r['dup'])} | {pct(r['drop'])} | "
+            print(f"| {backend} | {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['fps']:.1f} | {pct(r['fresh'])} | {pct(r['dup'])} | {pct(r['drop'])} | "
                   f"{r['active']:.2f} | {r['part']:.2f} | {r['first']:.2f} | {r['cores'] / ANCHOR_CORES:.2f}× | {r['pss'] / ANCHOR_MB:.2f}× |", flush=True)
     if not a.quick:
         # The sound's own cost: the default backend's animated egress without it, and the sound alone.
