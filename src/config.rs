@@ -76,13 +76,15 @@ pub struct ChromiumConfig {
 pub enum CaptureBackend {
     /// `chromium-headless-shell` renders a frame only when asked (HeadlessExperimental.beginFrame)
     /// and answers with its JPEG: 30 renders a second for 30 fps, on our own frame grid.
-    #[default]
     BeginFrame,
     /// CDP `Page.startScreencast` on Chromium's new headless mode: the compositor paints at
     /// 60 Hz whatever we keep, and every kept frame is JPEG-encoded in the browser.
     Screencast,
     /// A private Xvfb per egress, Chromium as a kiosk window on it, the screen read by
     /// `ximagesrc` (LiveKit Egress's way): no JPEG anywhere, but the page renders at 60 Hz.
+    /// The default: the fewest cores per room, and it keeps 30 new pictures a second where
+    /// the others fall behind (README, cost table).
+    #[default]
     X11,
 }
 
@@ -391,7 +393,7 @@ impl Config {
             bail!("encoder.jpeg_quality must be 1..=100");
         }
         if self.pool.size > 0 && self.capture.backend == CaptureBackend::X11 {
-            bail!("pool.size: warm workers are for the CDP backends (begin_frame, screencast), not x11");
+            bail!("pool.size: warm workers are for the CDP capture backends: set capture.backend to begin_frame or screencast");
         }
         if self.pool.size > self.max_concurrent {
             bail!("pool.size ({}) must not exceed max_concurrent ({})", self.pool.size, self.max_concurrent);
@@ -455,7 +457,7 @@ mod tests {
     fn the_example_config_reads_and_validates() {
         let mut cfg: Config = serde_yaml::from_str(include_str!("../roomcast.example.yaml")).unwrap();
         cfg.validate().unwrap();
-        assert_eq!(cfg.capture.backend, CaptureBackend::BeginFrame);
+        assert_eq!(cfg.capture.backend, CaptureBackend::X11);
     }
 
     #[test]

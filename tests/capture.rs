@@ -128,7 +128,7 @@ async fn x11_capture_reads_the_screen_of_its_own_x_server() {
 #[tokio::test(flavor = "multi_thread")]
 async fn begin_frame_capture_holds_the_rate_of_a_still_page() {
     let _serial = SERIAL.lock().await;
-    let server = Server::start().await;
+    let server = Server::start_with_config("capture: {backend: begin_frame}\n").await;
     let id = server
         .start_egress(json!({"url": server.page("demo/static.html"), "segment_outputs": [{}], "video_only": true,
                              "advanced": {"width": 640, "height": 360, "framerate": 25}}))
@@ -152,7 +152,7 @@ async fn begin_frame_capture_holds_the_rate_of_a_still_page() {
 async fn warm_pool_serves_a_start_and_refills() {
     let _serial = SERIAL.lock().await;
     // A refill well after the second start, so that one finds the pool empty.
-    let mut server = Server::start_with_config("pool: {size: 1, refill_delay_ms: 8000}\n").await;
+    let mut server = Server::start_with_config("capture: {backend: begin_frame}\npool: {size: 1, refill_delay_ms: 8000}\n").await;
     let wait_browsers = |n: usize| {
         let server = &server;
         async move {
@@ -269,6 +269,7 @@ async fn a_request_picks_its_capture_backend_by_header() {
     let browsers = server.chromium_browsers();
     let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/cmdline", browsers[0])).unwrap()).replace('\0', " ");
     assert!(cmd.contains("--headless=new") && !cmd.contains("headless-shell"), "the header's backend, not the default: {cmd}");
+    assert!(server.x_servers().is_empty(), "no X server for a CDP backend");
     server.stop(&id, "EGRESS_COMPLETE").await;
     server.assert_no_leftovers(10 * S).await;
 }
