@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod origin;
 pub mod output;
 pub mod pipeline;
+pub mod proc;
 pub mod server;
 pub mod worker;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::process::{Child, Command};
-use tracing::{debug, info};
+use tracing::info;
 
 /// Name of the null sink; its monitor source is `{SINK}.monitor`.
 pub const SINK: &str = "roomcast";
@@ -58,30 +58,12 @@ impl SoundServer {
         .env("XDG_CONFIG_HOME", dir.path())
         // As root it reads only /etc/pulse unless pointed here.
         .env("PULSE_CONFIG_PATH", &conf)
-        .env_remove("PULSE_SERVER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        .env_remove("PULSE_SERVER");
+        crate::proc::own(&mut cmd);
         let mut child = cmd.spawn().with_context(|| format!("starting {pulseaudio} (apt install pulseaudio)"))?;
         let pid = child.id().ok_or_else(|| anyhow!("pulseaudio exited at once"))? as i32;
-        if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(async move {
-                use tokio::io::AsyncBufReadExt;
-                let mut lines = tokio::io::BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    // As root it always warns that it is not meant to be; that is expected.
-                    debug!(target: "pulseaudio", "{line}");
-                }
-            });
-        }
+        // As root it always warns that it is not meant to be; that is expected.
+        crate::proc::log_stderr(&mut child, "pulseaudio");
         let started = Instant::now();
         loop {
             if tokio::net::UnixStream::connect(&socket).await.is_ok() {

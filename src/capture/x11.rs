@@ -4,13 +4,12 @@
 //! process group and dies with the worker.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
-use tracing::{debug, info};
+use tracing::info;
 
 pub struct XServer {
     _child: Child,
@@ -30,31 +29,20 @@ impl XServer {
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let write_fd = write.as_raw_fd();
         let mut cmd = Command::new(xvfb);
-        cmd.args(["-displayfd", &write_fd.to_string(), "-screen", "0", &format!("{width}x{height}x24"), "-nolisten", "tcp", "-noreset"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        cmd.args(["-displayfd", &write_fd.to_string(), "-screen", "0", &format!("{width}x{height}x24"), "-nolisten", "tcp", "-noreset"]);
+        crate::proc::own(&mut cmd);
+        // SAFETY: fcntl is async-signal-safe; the write end must survive exec (it was opened
+        // close-on-exec).
         unsafe {
             cmd.pre_exec(move || {
-                // The write end must survive exec (it was opened close-on-exec).
                 libc::fcntl(write_fd, libc::F_SETFD, 0);
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())
             });
         }
         let mut child = cmd.spawn().with_context(|| format!("starting {xvfb} (apt install xvfb)"))?;
         drop(write);
         let pgid = child.id().ok_or_else(|| anyhow!("Xvfb exited at once"))? as i32;
-        if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(async move {
-                let mut lines = tokio::io::BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    debug!(target: "xvfb", "{line}");
-                }
-            });
-        }
+        crate::proc::log_stderr(&mut child, "xvfb");
         let mut pipe = tokio::io::BufReader::new(tokio::fs::File::from_std(std::fs::File::from(read)));
         let mut number = String::new();
         let read = tokio::time::timeout(timeout, pipe.read_line(&mut number)).await;
