@@ -88,11 +88,11 @@ pub enum CaptureBackend {
     X11,
 }
 
-/// ximagesrc stamps a frame when it reads the screen, after Chromium drew it, at a phase
-/// against Chromium's 60 Hz and its X drawing that differs per egress: the picture's lag
-/// measured 26.8, 42.1, 51.5 and 53.9 ms in four egresses (tests/av_sync.rs, each steady to a
-/// few ms). 40 centres them.
-const X11_AUDIO_OFFSET_MS: i32 = 40;
+/// ximagesrc stamps a frame when it reads the screen, at a phase against Chromium's 60 Hz
+/// drawing that differs per egress. The sound relative to the picture, measured with no
+/// offset (tests/av_sync.rs; seven egresses, each steady to a few ms): −33.2, −26.8, −16.5,
+/// −14.1, −11.9, −3.8 and +7.9 ms. 12 centres them (−21 to +20 ms).
+const X11_AUDIO_OFFSET_MS: i32 = 12;
 
 impl CaptureBackend {
     /// Audio timestamp shift that centres the A/V offset measured with this backend
