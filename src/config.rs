@@ -99,8 +99,8 @@ impl CaptureBackend {
     /// (tests/av_sync.rs, benches/av_sync.sh).
     pub fn default_audio_offset_ms(self) -> i32 {
         match self {
-            // Frames are stamped when their BeginFrame is sent, which is the page time they
-            // show; measured with +20: +34.0, +35.3, +36.3 ms (audio late), steady to ±3 ms.
+            // Frames are stamped with their slot's time, which is the page time they show;
+            // measured with +20: +34.0, +35.3, +36.3 ms (audio late), steady to ±3 ms.
             Self::BeginFrame => -15,
             // Measured with 26: egress medians from −7.5 to +17.5 ms (the two phases of
             // Chromium's 60 Hz compositor taken at 30 fps, which can also flip mid-egress, and

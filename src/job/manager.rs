@@ -54,7 +54,6 @@ pub struct JobManager {
 
 type Warm = (WorkerProcess, mpsc::UnboundedReceiver<FromWorker>);
 
-
 /// How long an ended stream stays in memory, so players holding its last playlist can still
 /// fetch the parts it listed; afterwards its files on disk are served.
 const STREAM_LINGER: Duration = Duration::from_secs(60);
@@ -156,14 +155,13 @@ impl JobManager {
     /// Starts a web egress; `capture` overrides the configured capture backend for this one.
     pub fn start_web(self: &Arc<Self>, req: proto::WebEgressRequest, capture: Option<CaptureBackend>) -> Result<proto::EgressInfo, JobError> {
         let id = new_egress_id();
-        let spec = match capture {
-            Some(backend) => {
-                let mut cfg = (*self.cfg).clone();
-                cfg.capture.backend = backend;
-                JobSpec::from_web_request(&id, &req, &cfg)?
-            }
-            None => JobSpec::from_web_request(&id, &req, &self.cfg)?,
-        };
+        // The config as this request sees it: its own capture backend, and what follows from it.
+        let overridden = capture.map(|backend| {
+            let mut cfg = (*self.cfg).clone();
+            cfg.capture.backend = backend;
+            cfg
+        });
+        let spec = JobSpec::from_web_request(&id, &req, overridden.as_ref().unwrap_or(&self.cfg))?;
         let segments = spec.hls.as_ref().map(|h| {
             let base = format!("{}/hls/{id}", self.cfg.public_url());
             proto::SegmentsInfo {

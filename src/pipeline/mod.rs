@@ -73,6 +73,9 @@ pub enum PictureInput<'a> {
     Screen { display: &'a str },
 }
 
+/// A screen source and the valve that holds its frames back until the page is up.
+type Screen = (gst::Element, gst::Element);
+
 /// The audio gate: holds the sound back until the first frame is in (see [`Pipeline`]).
 type Gate = Arc<std::sync::Mutex<Option<(gst::Pad, gst::PadProbeId)>>>;
 
@@ -97,7 +100,7 @@ pub struct Pipeline {
     /// places the first fragment (and asks for its keyframe) only once every stream has data.
     audio_gate: Gate,
     /// The screen source and the valve that holds its frames back until the page is up.
-    screen: Option<(gst::Element, gst::Element)>,
+    screen: Option<Screen>,
     /// Wall-clock (epoch ns) minus running time: maps capture times onto the pipeline clock.
     wall_offset_ns: Option<i128>,
     last_pts: Option<u64>,
@@ -332,7 +335,7 @@ struct PictureHead<'a> {
 /// caps(F fps) → valve for a screen (the valve drops frames until [`Pipeline::open_screen`];
 /// the first one through is the first frame). Returns the elements in order, the appsrc, the
 /// screen's (source, valve) and the captured-frame counter for a screen.
-type Source = (Vec<gst::Element>, Option<gst_app::AppSrc>, Option<(gst::Element, gst::Element)>, Option<Arc<AtomicU64>>);
+type Source = (Vec<gst::Element>, Option<gst_app::AppSrc>, Option<Screen>, Option<Arc<AtomicU64>>);
 
 fn picture_source(video: &VideoSpec, head: PictureHead) -> Result<Source> {
     match head.input {
@@ -386,7 +389,7 @@ fn video_branches(
     timing: &HlsTiming,
     audio_tee: Option<&gst::Element>,
     out: &mpsc::UnboundedSender<MuxOutput>,
-) -> Result<(Option<gst_app::AppSrc>, Option<(gst::Element, gst::Element)>, VideoProbes)> {
+) -> Result<(Option<gst_app::AppSrc>, Option<Screen>, VideoProbes)> {
     let (source, appsrc, screen, captured) = picture_source(video, head)?;
     let scale = make("videoscale")?;
     let convert = make("videoconvert")?;

@@ -63,11 +63,10 @@ impl Prepared {
         let timeout = Duration::from_secs(warm.start_timeout_secs);
         let (pulseaudio, rate, channels) = &warm.audio;
         let sound = SoundServer::start(pulseaudio, *rate, *channels, timeout).await?;
-        let rendering = match warm.capture {
-            CaptureBackend::BeginFrame => Rendering::BeginFrameControl,
-            CaptureBackend::Screencast => Rendering::Headless,
-            CaptureBackend::X11 => bail!("warm workers are for the CDP capture backends"),
-        };
+        if warm.capture == CaptureBackend::X11 {
+            bail!("warm workers are for the CDP capture backends");
+        }
+        let rendering = rendering_for(Some(warm.capture));
         let chromium = Chromium::launch(&warm.browser, rendering, warm.width, warm.height, Some(&sound.address()), None, timeout).await?;
         let _ = events.send(WorkerEvent::BrowserStarted { pid: chromium.pid() });
         info!(pid = chromium.pid(), "warm: chromium and sound server ready");
@@ -89,12 +88,7 @@ impl WarmSpec {
     /// (if it has sound) the same sound format. A worker that does not fit a job ends its
     /// processes and starts cold.
     pub fn fits(&self, spec: &JobSpec) -> bool {
-        let capture = spec.video.as_ref().map(|v| v.capture);
-        let rendering_fits = match capture {
-            Some(c) => c == self.capture,
-            // Audio only renders as new headless does.
-            None => self.capture == CaptureBackend::Screencast,
-        };
+        let rendering_fits = rendering(spec) == rendering_for(Some(self.capture));
         let audio_fits = spec.audio.as_ref().is_none_or(|a| (a.pulseaudio_path.clone(), a.sample_rate, a.channels) == self.audio);
         rendering_fits && audio_fits && spec.browser == self.browser
     }
@@ -292,9 +286,15 @@ pub async fn run(
     result
 }
 
-/// Audio only captures no picture: the page renders as Chromium's new headless mode does.
+/// How Chromium must run for a job's picture.
 fn rendering(spec: &JobSpec) -> Rendering {
-    match spec.video.as_ref().map(|v| v.capture) {
+    rendering_for(spec.video.as_ref().map(|v| v.capture))
+}
+
+/// How Chromium must run for a capture backend; with no picture (audio only) it renders as
+/// Chromium's new headless mode does.
+fn rendering_for(capture: Option<CaptureBackend>) -> Rendering {
+    match capture {
         Some(CaptureBackend::BeginFrame) => Rendering::BeginFrameControl,
         Some(CaptureBackend::X11) => Rendering::X11,
         Some(CaptureBackend::Screencast) | None => Rendering::Headless,
