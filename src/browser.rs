@@ -284,6 +284,64 @@ pub async fn console(page: &Page) -> Result<ConsoleEvents> {
     Ok(page.event_listener::<EventConsoleApiCalled>().await?)
 }
 
+/// How often a template waiting to start is checked for LiveKit's error element.
+const ERROR_POLL: Duration = Duration::from_millis(250);
+
+/// The text of the template's `div.error`, if it shows one (LiveKit's template contract).
+async fn template_error(page: &Page) -> Option<String> {
+    let text = page
+        .evaluate("(document.querySelector('div.error')?.innerText ?? '').trim()")
+        .await
+        .ok()?
+        .into_value::<String>()
+        .ok()?;
+    (!text.is_empty()).then_some(text)
+}
+
+/// Waits for the template's START_RECORDING until `deadline`; a `div.error`, an
+/// END_RECORDING first, or the deadline fails it with the reason.
+pub async fn await_start(page: &Page, events: &mut ConsoleEvents, deadline: tokio::time::Instant, limit: Duration) -> Result<()> {
+    let mut poll = tokio::time::interval(ERROR_POLL);
+    loop {
+        tokio::select! {
+            s = next_signal(events) => match s? {
+                START_RECORDING => return Ok(()),
+                _ => bail!("the template signalled END_RECORDING before START_RECORDING"),
+            },
+            _ = poll.tick() => {
+                if let Some(e) = template_error(page).await {
+                    bail!("template error: {e}");
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                // The last word goes to the template's own reason, if it has one by now.
+                if let Some(e) = template_error(page).await {
+                    bail!("template error: {e}");
+                }
+                bail!("start signal not received within {limit:?}: the template never logged START_RECORDING");
+            }
+        }
+    }
+}
+
+pub const START_RECORDING: &str = "START_RECORDING";
+pub const END_RECORDING: &str = "END_RECORDING";
+
+/// The next of LiveKit's two console signals the page logs.
+async fn next_signal(events: &mut ConsoleEvents) -> Result<&'static str> {
+    while let Some(ev) = events.next().await {
+        for a in &ev.args {
+            match a.value.as_ref().and_then(|v| v.as_str()) {
+                Some(START_RECORDING) => return Ok(START_RECORDING),
+                Some(END_RECORDING) => return Ok(END_RECORDING),
+                _ => {}
+            }
+        }
+    }
+    warn!("console event stream ended");
+    bail!("page closed before logging its start signal")
+}
+
 /// Waits until the page logs `signal` (LiveKit's console contract: `START_RECORDING`).
 pub async fn wait_console(events: &mut ConsoleEvents, signal: &str) -> Result<()> {
     while let Some(ev) = events.next().await {

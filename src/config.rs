@@ -39,6 +39,72 @@ pub struct Config {
     pub hls: HlsConfig,
     pub audio: AudioConfig,
     pub timeouts: Timeouts,
+    pub room: RoomConfig,
+}
+
+/// Which SFU's web SDK the room templates join with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Sfu {
+    /// LiveKit (livekit-client); UpdateLayout also sets the recorder's metadata via RoomService.
+    #[default]
+    Livekit,
+    /// Janus VideoRoom (janus.js), rooms addressed by string id (`string_ids = true`).
+    Janus,
+}
+
+impl Sfu {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Livekit => "livekit",
+            Self::Janus => "janus",
+        }
+    }
+}
+
+impl std::str::FromStr for Sfu {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "livekit" => Ok(Self::Livekit),
+            "janus" => Ok(Self::Janus),
+            _ => bail!("sfu {s:?}: use livekit or janus"),
+        }
+    }
+}
+
+/// Room composite egresses: the SFU the templates join and how long they may take to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomConfig {
+    /// Env: ROOMCAST_SFU.
+    pub sfu: Sfu,
+    /// The SFU's WebSocket URL, given to templates as `url`. Env: LIVEKIT_URL / ROOMCAST_SFU_URL.
+    pub url: String,
+    /// LiveKit's HTTP API (RoomService) for layout metadata; unset: `url` with http(s).
+    /// Env: ROOMCAST_SFU_API_URL.
+    pub api_url: Option<String>,
+    /// Where templates are loaded from unless a request has `custom_base_url`; unset:
+    /// roomcast's own `/templates/room/index.html`. Env: ROOMCAST_TEMPLATE_BASE.
+    pub template_base: Option<String>,
+    /// From page load to the template's START_RECORDING (or its `div.error`), seconds.
+    /// Env: ROOMCAST_ROOM_START_TIMEOUT.
+    pub start_timeout_secs: u64,
+    /// Validity of the recorder's access token, seconds (LiveKit Egress: 24 h).
+    pub token_ttl_secs: u64,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            sfu: Sfu::Livekit,
+            url: "ws://127.0.0.1:7880".into(),
+            api_url: None,
+            template_base: None,
+            start_timeout_secs: 30,
+            token_ttl_secs: 24 * 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -256,6 +322,7 @@ impl Default for Config {
             hls: HlsConfig::default(),
             audio: AudioConfig::default(),
             timeouts: Timeouts::default(),
+            room: RoomConfig::default(),
         }
     }
 }
@@ -347,6 +414,21 @@ impl Config {
         if let Some(v) = get("ROOMCAST_MAX_CONCURRENT") {
             self.max_concurrent = v.parse().with_context(|| format!("ROOMCAST_MAX_CONCURRENT={v}"))?;
         }
+        if let Some(v) = get("ROOMCAST_SFU") {
+            self.room.sfu = v.parse().context("ROOMCAST_SFU")?;
+        }
+        if let Some(v) = get("ROOMCAST_SFU_URL").or_else(|| get("LIVEKIT_URL")) {
+            self.room.url = v;
+        }
+        if let Some(v) = get("ROOMCAST_SFU_API_URL") {
+            self.room.api_url = Some(v);
+        }
+        if let Some(v) = get("ROOMCAST_TEMPLATE_BASE") {
+            self.room.template_base = Some(v);
+        }
+        if let Some(v) = get("ROOMCAST_ROOM_START_TIMEOUT") {
+            self.room.start_timeout_secs = v.parse().with_context(|| format!("ROOMCAST_ROOM_START_TIMEOUT={v}"))?;
+        }
         Ok(())
     }
 
@@ -395,6 +477,19 @@ impl Config {
         if self.pool.size > 0 && self.capture.backend == CaptureBackend::X11 {
             bail!("pool.size: warm workers are for the CDP capture backends: set capture.backend to begin_frame or screencast");
         }
+        match url::Url::parse(&self.room.url) {
+            Ok(u) if matches!(u.scheme(), "ws" | "wss" | "http" | "https") => {}
+            _ => bail!("room.url {:?}: use the SFU's ws:// or wss:// URL", self.room.url),
+        }
+        if let Some(b) = &self.room.template_base {
+            match url::Url::parse(b) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => bail!("room.template_base {b:?}: use an http(s) URL"),
+            }
+        }
+        if !(1..=600).contains(&self.room.start_timeout_secs) {
+            bail!("room.start_timeout_secs must be 1..=600");
+        }
         if self.pool.size > self.max_concurrent {
             bail!("pool.size ({}) must not exceed max_concurrent ({})", self.pool.size, self.max_concurrent);
         }
@@ -415,6 +510,35 @@ impl Config {
                 self.bind
             ),
         }
+    }
+
+    /// Where this node's own pages are for a Chromium on the same host (the bind address, with
+    /// an unspecified address read as loopback).
+    pub fn local_url(&self) -> String {
+        let mut addr = self.bind;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+
+    /// The room templates' base URL (without query).
+    pub fn template_base(&self) -> String {
+        self.room.template_base.clone().unwrap_or_else(|| format!("{}/templates/room/index.html", self.local_url()))
+    }
+
+    /// LiveKit's HTTP API base: `room.api_url`, or the SFU URL with http(s).
+    pub fn sfu_api_url(&self) -> String {
+        self.room.api_url.clone().unwrap_or_else(|| {
+            let u = &self.room.url;
+            if let Some(rest) = u.strip_prefix("wss://") {
+                format!("https://{rest}")
+            } else if let Some(rest) = u.strip_prefix("ws://") {
+                format!("http://{rest}")
+            } else {
+                u.clone()
+            }
+        })
     }
 
     pub fn public_url(&self) -> String {

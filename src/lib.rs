@@ -17,5 +17,6 @@ pub mod origin;
 pub mod output;
 pub mod pipeline;
 pub mod proc;
+pub mod room;
 pub mod server;
 pub mod worker;

@@ -127,7 +127,7 @@ async fn run_foreground(spec: JobSpec, out: PathBuf, duration: Option<f64>) -> R
     let (tx, mut rx) = mpsc::unbounded_channel();
     let egress = {
         let stop = stop.clone();
-        tokio::spawn(async move { worker::run(&spec, tx, stop, None).await })
+        tokio::spawn(async move { worker::run(&spec, tx, mpsc::unbounded_channel().1, stop, None).await })
     };
     let timer = {
         let stop = stop.clone();

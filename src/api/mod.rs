@@ -45,15 +45,7 @@ impl From<JobError> for TwirpError {
 }
 
 /// Methods of the Egress service that roomcast does not serve yet.
-const NOT_YET: &[&str] = &[
-    "StartEgress",
-    "StartRoomCompositeEgress",
-    "StartParticipantEgress",
-    "StartTrackCompositeEgress",
-    "StartTrackEgress",
-    "UpdateLayout",
-    "UpdateStream",
-];
+const NOT_YET: &[&str] = &["StartEgress", "StartParticipantEgress", "StartTrackCompositeEgress", "StartTrackEgress", "UpdateStream"];
 
 async fn handle(State(st): State<ApiState>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     match dispatch(&st, &method, &headers, &body) {
@@ -76,7 +68,8 @@ fn capture_override(headers: &HeaderMap) -> Result<Option<CaptureBackend>, Twirp
 }
 
 fn dispatch(st: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> Result<Response, TwirpError> {
-    let known = matches!(method, "StartWebEgress" | "ListEgress" | "StopEgress") || NOT_YET.contains(&method);
+    let known = matches!(method, "StartWebEgress" | "StartRoomCompositeEgress" | "UpdateLayout" | "ListEgress" | "StopEgress")
+        || NOT_YET.contains(&method);
     if !known {
         return Err(TwirpError::new("bad_route", format!("no such method: livekit.Egress/{method}")));
     }
@@ -86,6 +79,17 @@ fn dispatch(st: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> Re
         "StartWebEgress" => {
             let req: proto::WebEgressRequest = codec.decode(body)?;
             Ok(codec.encode(&st.jobs.start_web(req, capture_override(headers)?)?))
+        }
+        "StartRoomCompositeEgress" => {
+            let req: proto::RoomCompositeEgressRequest = codec.decode(body)?;
+            Ok(codec.encode(&st.jobs.start_room(req, capture_override(headers)?)?))
+        }
+        "UpdateLayout" => {
+            let req: proto::UpdateLayoutRequest = codec.decode(body)?;
+            if req.egress_id.is_empty() {
+                return Err(TwirpError::new("invalid_argument", "egress_id is required"));
+            }
+            Ok(codec.encode(&st.jobs.update_layout(&req.egress_id, &req.layout)?))
         }
         "ListEgress" => {
             let req: proto::ListEgressRequest = codec.decode(body)?;

@@ -21,10 +21,12 @@ use crate::output::hls::stream::{Registry, Stream};
 use crate::output::hls::HlsWriter;
 use crate::worker::ipc::FromWorker;
 use crate::worker::process::WorkerProcess;
-use crate::worker::{WarmSpec, WorkerEvent};
+use crate::worker::{WarmSpec, WorkerCommand, WorkerEvent};
 
 enum Control {
     Stop,
+    /// A room composite's new layout, for its page.
+    Layout(String),
 }
 
 struct Entry {
@@ -152,16 +154,39 @@ impl JobManager {
         }
     }
 
+    /// The config as one request sees it: `capture` overrides the configured capture backend,
+    /// and what follows from it.
+    fn config_for(&self, capture: Option<CaptureBackend>) -> std::borrow::Cow<'_, Config> {
+        match capture {
+            Some(backend) => {
+                let mut cfg = (*self.cfg).clone();
+                cfg.capture.backend = backend;
+                std::borrow::Cow::Owned(cfg)
+            }
+            None => std::borrow::Cow::Borrowed(&self.cfg),
+        }
+    }
+
     /// Starts a web egress; `capture` overrides the configured capture backend for this one.
     pub fn start_web(self: &Arc<Self>, req: proto::WebEgressRequest, capture: Option<CaptureBackend>) -> Result<proto::EgressInfo, JobError> {
         let id = new_egress_id();
-        // The config as this request sees it: its own capture backend, and what follows from it.
-        let overridden = capture.map(|backend| {
-            let mut cfg = (*self.cfg).clone();
-            cfg.capture.backend = backend;
-            cfg
-        });
-        let spec = JobSpec::from_web_request(&id, &req, overridden.as_ref().unwrap_or(&self.cfg))?;
+        let spec = JobSpec::from_web_request(&id, &req, &self.config_for(capture))?;
+        self.start(spec, proto::egress_info::Request::Web(req))
+    }
+
+    /// Starts a room composite egress (see [`JobSpec::from_room_request`]).
+    pub fn start_room(
+        self: &Arc<Self>,
+        req: proto::RoomCompositeEgressRequest,
+        capture: Option<CaptureBackend>,
+    ) -> Result<proto::EgressInfo, JobError> {
+        let id = new_egress_id();
+        let spec = JobSpec::from_room_request(&id, &req, &self.config_for(capture))?;
+        self.start(spec, proto::egress_info::Request::RoomComposite(req))
+    }
+
+    fn start(self: &Arc<Self>, spec: JobSpec, request: proto::egress_info::Request) -> Result<proto::EgressInfo, JobError> {
+        let id = spec.egress_id.clone();
         let segments = spec.hls.as_ref().map(|h| {
             let base = format!("{}/hls/{id}", self.cfg.public_url());
             proto::SegmentsInfo {
@@ -172,7 +197,7 @@ impl JobManager {
                 ..Default::default()
             }
         });
-        let state = JobState::new(&id, proto::egress_info::Request::Web(req), segments);
+        let state = JobState::new(&id, request, segments);
         let info = state.info().clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let mut jobs = self.jobs();
@@ -191,6 +216,45 @@ impl JobManager {
         let task = tokio::spawn(Arc::clone(self).supervise(spec, stream, rx).instrument(span));
         jobs.map.insert(id.clone(), Entry { state, control: tx, task: Some(task) });
         info!(egress_id = %id, "egress starting");
+        Ok(info)
+    }
+
+    /// Switches a live room composite to `layout`: its page is told at once, and for LiveKit
+    /// rooms the recorder's metadata is set too (how `@livekit/egress-sdk` templates hear it).
+    pub fn update_layout(&self, egress_id: &str, layout: &str) -> Result<proto::EgressInfo, JobError> {
+        if layout.len() > 128 || layout.chars().any(char::is_control) {
+            return Err(JobError::InvalidArgument("layout must be at most 128 characters, without control characters".into()));
+        }
+        let mut jobs = self.jobs();
+        let entry = jobs.map.get_mut(egress_id).ok_or_else(|| JobError::NotFound(format!("egress {egress_id} not found")))?;
+        let room_name = entry.state.info().room_name.clone();
+        if !matches!(entry.state.info().request, Some(proto::egress_info::Request::RoomComposite(_))) {
+            return Err(JobError::InvalidArgument(format!("egress {egress_id} is not a room composite: only those have a layout")));
+        }
+        if !matches!(entry.state.status(), proto::EgressStatus::EgressStarting | proto::EgressStatus::EgressActive) {
+            return Err(JobError::FailedPrecondition(format!(
+                "egress with status {} cannot be updated",
+                entry.state.status().as_str_name()
+            )));
+        }
+        entry.state.set_layout(layout);
+        let _ = entry.control.send(Control::Layout(layout.to_string()));
+        let info = entry.state.info().clone();
+        drop(jobs);
+        if self.cfg.room.sfu == crate::config::Sfu::Livekit {
+            let (api, id, layout) = (self.cfg.sfu_api_url(), egress_id.to_string(), layout.to_string());
+            match self.cfg.keys() {
+                Ok((key, secret, _)) => {
+                    tokio::spawn(async move {
+                        match crate::room::livekit::set_recorder_layout(&api, &key, &secret, &room_name, &id, &layout).await {
+                            Ok(()) => info!(egress_id = %id, %layout, "recorder metadata set"),
+                            Err(e) => warn!(egress_id = %id, "setting the recorder's layout metadata: {e:#}"),
+                        }
+                    });
+                }
+                Err(e) => warn!("no keys for LiveKit's RoomService: {e:#}"),
+            }
+        }
         Ok(info)
     }
 
@@ -351,6 +415,7 @@ impl JobManager {
                         worker.request_stop().await;
                         deadline.get_or_insert(tokio::time::Instant::now() + stop_grace);
                     }
+                    Some(Control::Layout(layout)) => worker.command(&WorkerCommand::Layout { layout }).await,
                     None => control_open = false,
                 },
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {

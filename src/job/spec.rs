@@ -5,7 +5,7 @@ use livekit_protocol as proto;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{CaptureBackend, Config, Rung, VideoEncoder};
+use crate::config::{CaptureBackend, Config, Rung, Sfu, VideoEncoder};
 
 /// A request field that cannot be honoured; becomes Twirp `invalid_argument` or `unimplemented`.
 #[derive(Debug, Error, PartialEq)]
@@ -200,6 +200,44 @@ pub struct JobSpec {
     pub audio: Option<AudioSpec>,
     pub hls: Option<HlsSpec>,
     pub browser: BrowserSpec,
+    /// Set for room composites: the room the template joins.
+    #[serde(default)]
+    pub room: Option<RoomSpec>,
+}
+
+/// The room a room-composite template joins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoomSpec {
+    pub room_name: String,
+    pub layout: String,
+    pub sfu: Sfu,
+}
+
+/// The outputs a request names, whichever request it is.
+struct Outputs<'a> {
+    segments: Vec<&'a proto::SegmentedFileOutput>,
+    file: bool,
+    stream: bool,
+    image: bool,
+}
+
+impl<'a> Outputs<'a> {
+    /// The one segment output roomcast serves so far; anything else is refused clearly.
+    fn segment(self) -> Result<&'a proto::SegmentedFileOutput, SpecError> {
+        if self.file {
+            return Err(SpecError::Unsupported("file outputs are not available yet".into()));
+        }
+        if self.stream {
+            return Err(SpecError::Unsupported("stream outputs are not available yet".into()));
+        }
+        if self.image {
+            return Err(SpecError::Unsupported("image outputs are not available yet".into()));
+        }
+        if self.segments.len() > 1 {
+            return Err(invalid("at most one segment output per egress"));
+        }
+        self.segments.first().copied().ok_or_else(|| invalid("no output: add a segment_outputs entry"))
+    }
 }
 
 /// Resolution, frame rate and bitrate of a LiveKit preset.
@@ -218,15 +256,44 @@ pub fn preset_dims(preset: i32) -> Result<(u32, u32, u32, u32), SpecError> {
     })
 }
 
-fn video_spec(options: Option<&proto::web_egress_request::Options>, cfg: &Config) -> Result<VideoSpec, SpecError> {
-    use proto::web_egress_request::Options;
+/// A request's encoding options, whichever request they came in (each has its own oneof).
+#[derive(Clone, Copy)]
+pub enum Encoding<'a> {
+    Default,
+    Preset(i32),
+    Advanced(&'a proto::EncodingOptions),
+}
+
+impl<'a> From<Option<&'a proto::web_egress_request::Options>> for Encoding<'a> {
+    fn from(o: Option<&'a proto::web_egress_request::Options>) -> Self {
+        use proto::web_egress_request::Options as O;
+        match o {
+            None => Self::Default,
+            Some(O::Preset(p)) => Self::Preset(*p),
+            Some(O::Advanced(a)) => Self::Advanced(a),
+        }
+    }
+}
+
+impl<'a> From<Option<&'a proto::room_composite_egress_request::Options>> for Encoding<'a> {
+    fn from(o: Option<&'a proto::room_composite_egress_request::Options>) -> Self {
+        use proto::room_composite_egress_request::Options as O;
+        match o {
+            None => Self::Default,
+            Some(O::Preset(p)) => Self::Preset(*p),
+            Some(O::Advanced(a)) => Self::Advanced(a),
+        }
+    }
+}
+
+fn video_spec(options: Encoding, cfg: &Config) -> Result<VideoSpec, SpecError> {
     let (mut w, mut h, mut fps, mut kbps) = preset_dims(0)?;
     let mut kfi = 2.0;
     let mut profile = "main".to_string();
     match options {
-        None => {}
-        Some(Options::Preset(p)) => (w, h, fps, kbps) = preset_dims(*p)?,
-        Some(Options::Advanced(a)) => {
+        Encoding::Default => {}
+        Encoding::Preset(p) => (w, h, fps, kbps) = preset_dims(p)?,
+        Encoding::Advanced(a) => {
             if a.width != 0 || a.height != 0 {
                 if a.width < 16 || a.height < 16 || a.width > 3840 || a.height > 3840 {
                     return Err(invalid("advanced.width and advanced.height must be within 16..=3840"));
@@ -280,8 +347,7 @@ fn video_spec(options: Option<&proto::web_egress_request::Options>, cfg: &Config
 }
 
 /// Audio settings: AAC-LC 48 kHz stereo at 128 kbps unless `advanced` says otherwise.
-fn audio_spec(options: Option<&proto::web_egress_request::Options>, cfg: &Config) -> Result<AudioSpec, SpecError> {
-    use proto::web_egress_request::Options;
+fn audio_spec(options: Encoding, cfg: &Config) -> Result<AudioSpec, SpecError> {
     let mut a = AudioSpec {
         codec: AudioCodec::Aac,
         bitrate_kbps: 128,
@@ -290,7 +356,7 @@ fn audio_spec(options: Option<&proto::web_egress_request::Options>, cfg: &Config
         offset_ms: cfg.audio.offset_ms.unwrap_or_else(|| cfg.capture.backend.default_audio_offset_ms()),
         pulseaudio_path: cfg.audio.pulseaudio_path.display().to_string(),
     };
-    if let Some(Options::Advanced(adv)) = options {
+    if let Encoding::Advanced(adv) = options {
         use proto::AudioCodec as C;
         a.codec = match C::try_from(adv.audio_codec).map_err(|_| invalid("unknown advanced.audio_codec"))? {
             C::DefaultAc | C::Aac => AudioCodec::Aac,
@@ -385,44 +451,94 @@ impl JobSpec {
     pub fn from_web_request(egress_id: &str, req: &proto::WebEgressRequest, cfg: &Config) -> Result<Self, SpecError> {
         use proto::web_egress_request::Output;
         let url = check_page_url(&req.url)?;
-        if req.audio_only && req.video_only {
+        let mut outputs = Outputs {
+            segments: req.segment_outputs.iter().collect(),
+            file: !req.file_outputs.is_empty() || matches!(req.output, Some(Output::File(_))),
+            stream: !req.stream_outputs.is_empty() || matches!(req.output, Some(Output::Stream(_))),
+            image: !req.image_outputs.is_empty(),
+        };
+        if let Some(Output::Segments(s)) = &req.output {
+            outputs.segments.push(s);
+        }
+        let mut spec = Self::build(egress_id, url, req.audio_only, req.video_only, req.options.as_ref().into(), outputs, cfg)?;
+        spec.await_start_signal = req.await_start_signal;
+        Ok(spec)
+    }
+
+    /// A room composite: the template (ours, or the request's `custom_base_url`) joins
+    /// `room_name` as a hidden recorder with a token minted here, and recording starts at its
+    /// START_RECORDING.
+    #[allow(deprecated)]
+    pub fn from_room_request(egress_id: &str, req: &proto::RoomCompositeEgressRequest, cfg: &Config) -> Result<Self, SpecError> {
+        use proto::room_composite_egress_request::Output;
+        let room = req.room_name.trim();
+        if room.is_empty() {
+            return Err(invalid("room_name is required"));
+        }
+        if room.len() > 256 || room.chars().any(char::is_control) {
+            return Err(invalid("room_name must be at most 256 characters, without control characters"));
+        }
+        if req.layout.len() > 128 || req.layout.chars().any(char::is_control) {
+            return Err(invalid("layout must be at most 128 characters, without control characters"));
+        }
+        let base = match req.custom_base_url.as_str() {
+            "" => cfg.template_base(),
+            custom => check_page_url(custom).map_err(|e| invalid(format!("custom_base_url: {e}")))?,
+        };
+        let base = url::Url::parse(&base).map_err(|e| invalid(format!("template base {base:?}: {e}")))?;
+        let (key, secret, _) = cfg.keys().map_err(|e| invalid(format!("{e:#}")))?;
+        let ttl = std::time::Duration::from_secs(cfg.room.token_ttl_secs);
+        let token = crate::room::recorder_token(&key, &secret, room, egress_id, ttl).map_err(|e| invalid(format!("{e:#}")))?;
+        let url = crate::room::template_url(&base, cfg.room.sfu, &cfg.room.url, &token, &req.layout);
+        let mut outputs = Outputs {
+            segments: req.segment_outputs.iter().collect(),
+            file: !req.file_outputs.is_empty() || matches!(req.output, Some(Output::File(_))),
+            stream: !req.stream_outputs.is_empty() || matches!(req.output, Some(Output::Stream(_))),
+            image: !req.image_outputs.is_empty(),
+        };
+        if let Some(Output::Segments(s)) = &req.output {
+            outputs.segments.push(s);
+        }
+        let mut spec = Self::build(egress_id, url, req.audio_only, req.video_only, req.options.as_ref().into(), outputs, cfg)?;
+        spec.await_start_signal = true;
+        spec.start_timeout_secs = cfg.room.start_timeout_secs;
+        // The SFU's own host is the one name Chromium must resolve beyond loopback.
+        if let Some(host) = url::Url::parse(&cfg.room.url).ok().and_then(|u| u.host_str().map(str::to_string)) {
+            if !spec.browser.resolver_exclude.contains(&host) {
+                spec.browser.resolver_exclude.push(host);
+            }
+        }
+        spec.room = Some(RoomSpec { room_name: room.to_string(), layout: req.layout.clone(), sfu: cfg.room.sfu });
+        Ok(spec)
+    }
+
+    fn build(
+        egress_id: &str,
+        url: String,
+        audio_only: bool,
+        video_only: bool,
+        encoding: Encoding,
+        outputs: Outputs,
+        cfg: &Config,
+    ) -> Result<Self, SpecError> {
+        if audio_only && video_only {
             return Err(invalid("audio_only and video_only cannot both be set"));
         }
-        let mut segments: Vec<&proto::SegmentedFileOutput> = req.segment_outputs.iter().collect();
-        match &req.output {
-            Some(Output::Segments(s)) => segments.push(s),
-            Some(Output::File(_)) => return Err(SpecError::Unsupported("file outputs are not available yet".into())),
-            Some(Output::Stream(_)) => return Err(SpecError::Unsupported("stream outputs are not available yet".into())),
-            None => {}
-        }
-        if !req.file_outputs.is_empty() {
-            return Err(SpecError::Unsupported("file outputs are not available yet".into()));
-        }
-        if !req.stream_outputs.is_empty() {
-            return Err(SpecError::Unsupported("stream outputs are not available yet".into()));
-        }
-        if !req.image_outputs.is_empty() {
-            return Err(SpecError::Unsupported("image outputs are not available yet".into()));
-        }
-        if segments.len() > 1 {
-            return Err(invalid("at most one segment output per egress"));
-        }
-        let Some(seg) = segments.first() else {
-            return Err(invalid("no output: add a segment_outputs entry"));
-        };
+        let seg = outputs.segment()?;
         // Checked even for audio_only, so a bad request is refused the same either way.
-        let video = video_spec(req.options.as_ref(), cfg)?;
-        let audio = if req.video_only { None } else { Some(audio_spec(req.options.as_ref(), cfg)?) };
-        let video = if req.audio_only { None } else { Some(video) };
+        let video = video_spec(encoding, cfg)?;
+        let audio = if video_only { None } else { Some(audio_spec(encoding, cfg)?) };
+        let video = if audio_only { None } else { Some(video) };
         Ok(JobSpec {
             egress_id: egress_id.to_string(),
             url,
-            await_start_signal: req.await_start_signal,
+            await_start_signal: false,
             start_timeout_secs: cfg.timeouts.start_secs,
             hls: Some(hls_spec(seg, video.as_ref(), cfg)?),
             video,
             audio,
             browser: BrowserSpec::from_config(cfg),
+            room: None,
         })
     }
 }
@@ -553,6 +669,57 @@ mod tests {
         let mut r = req("http://a/");
         r.segment_outputs[0].playlist_name = MULTIVARIANT_NAME.into();
         assert!(matches!(JobSpec::from_web_request("e", &r, &Config::default()), Err(SpecError::Invalid(_))));
+    }
+
+    fn room_req(room: &str) -> proto::RoomCompositeEgressRequest {
+        proto::RoomCompositeEgressRequest {
+            room_name: room.into(),
+            layout: "speaker".into(),
+            segment_outputs: vec![proto::SegmentedFileOutput::default()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn room_composite_opens_the_template_with_livekits_parameters() {
+        let mut cfg = Config::default();
+        cfg.room.url = "ws://10.1.2.3:7880".into();
+        let spec = JobSpec::from_room_request("EG_r", &room_req("my room"), &cfg).unwrap();
+        assert!(spec.await_start_signal);
+        assert_eq!(spec.start_timeout_secs, cfg.room.start_timeout_secs);
+        let u = url::Url::parse(&spec.url).unwrap();
+        assert_eq!(u.path(), "/templates/room/index.html");
+        let q: std::collections::HashMap<String, String> = u.query_pairs().into_owned().collect();
+        assert_eq!((q["layout"].as_str(), q["url"].as_str()), ("speaker", "ws://10.1.2.3:7880"));
+        assert!(!q.contains_key("sfu"));
+        let claims = livekit_api::access_token::TokenVerifier::with_api_key(crate::config::DEV_API_KEY, crate::config::DEV_API_SECRET)
+            .verify(&q["token"])
+            .unwrap();
+        assert_eq!((claims.sub.as_str(), claims.video.room.as_str()), ("EG_r", "my room"));
+        assert!(spec.browser.resolver_exclude.contains(&"10.1.2.3".to_string()), "the SFU's host resolves");
+        assert_eq!(spec.room.as_ref().map(|r| r.layout.as_str()), Some("speaker"));
+        // A custom base keeps its own query; the parameters follow it.
+        let mut r = room_req("x");
+        r.custom_base_url = "http://127.0.0.1:9/tpl.html?v=2".into();
+        let spec = JobSpec::from_room_request("EG_r", &r, &cfg).unwrap();
+        assert!(spec.url.starts_with("http://127.0.0.1:9/tpl.html?v=2&layout=speaker&token="), "{}", spec.url);
+    }
+
+    #[test]
+    fn bad_room_requests_are_invalid_argument() {
+        let cfg = Config::default();
+        for room in ["", "  ", "a\nb"] {
+            assert!(matches!(JobSpec::from_room_request("e", &room_req(room), &cfg), Err(SpecError::Invalid(_))), "{room:?}");
+        }
+        let mut r = room_req("x");
+        r.custom_base_url = "file:///etc/passwd".into();
+        assert!(matches!(JobSpec::from_room_request("e", &r, &cfg), Err(SpecError::Invalid(_))));
+        let mut r = room_req("x");
+        r.segment_outputs.clear();
+        assert!(matches!(JobSpec::from_room_request("e", &r, &cfg), Err(SpecError::Invalid(_))));
+        let mut r = room_req("x");
+        r.stream_outputs.push(Default::default());
+        assert!(matches!(JobSpec::from_room_request("e", &r, &cfg), Err(SpecError::Unsupported(_))));
     }
 
     #[test]

@@ -20,8 +20,13 @@ pub struct JobState {
 
 impl JobState {
     pub fn new(egress_id: &str, request: proto::egress_info::Request, segments: Option<proto::SegmentsInfo>) -> Self {
+        let room_name = match &request {
+            proto::egress_info::Request::RoomComposite(r) => r.room_name.clone(),
+            _ => String::new(),
+        };
         let info = proto::EgressInfo {
             egress_id: egress_id.to_string(),
+            room_name,
             source_type: proto::EgressSourceType::Web as i32,
             status: S::EgressStarting as i32,
             updated_at: now_ns(),
@@ -109,6 +114,18 @@ impl JobState {
         }
     }
 
+    /// The layout a room composite now shows (UpdateLayout); false if this is no room composite.
+    pub fn set_layout(&mut self, layout: &str) -> bool {
+        match &mut self.info.request {
+            Some(proto::egress_info::Request::RoomComposite(r)) => {
+                r.layout = layout.to_string();
+                self.info.updated_at = now_ns();
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn set_segments(&mut self, stats: HlsStats) {
         for s in &mut self.info.segment_results {
             s.segment_count = stats.segment_count as i64;
@@ -153,6 +170,16 @@ mod tests {
         j.abort("Stop called before pipeline could start");
         assert_eq!(j.status(), S::EgressAborted);
         assert_eq!(j.info().error_code, 412);
+    }
+
+    #[test]
+    fn room_composites_name_their_room_and_layout() {
+        let req = proto::RoomCompositeEgressRequest { room_name: "r1".into(), layout: "grid".into(), ..Default::default() };
+        let mut j = JobState::new("EG_2", proto::egress_info::Request::RoomComposite(req), None);
+        assert_eq!(j.info().room_name, "r1");
+        assert!(j.set_layout("speaker"));
+        assert!(matches!(&j.info().request, Some(proto::egress_info::Request::RoomComposite(r)) if r.layout == "speaker"));
+        assert!(!job().set_layout("speaker"), "a web egress has no layout");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use super::{WarmSpec, WorkerEvent};
+use super::{WarmSpec, WorkerCommand, WorkerEvent};
 use crate::job::spec::JobSpec;
 use crate::media::{ChunkMeta, FrameStats, MuxOutput};
 
@@ -139,6 +139,7 @@ pub async fn child_main() -> Result<()> {
 
     let stop = CancellationToken::new();
     let stop_on_input = stop.clone();
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut line = String::new();
         loop {
@@ -146,7 +147,12 @@ pub async fn child_main() -> Result<()> {
             match stdin.read_line(&mut line).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) if line.trim() == "stop" => break,
-                Ok(_) => {}
+                Ok(_) => match serde_json::from_str::<WorkerCommand>(&line) {
+                    Ok(cmd) => {
+                        let _ = cmd_tx.send(cmd);
+                    }
+                    Err(e) => error!("unknown worker command {:?}: {e}", line.trim()),
+                },
             }
         }
         stop_on_input.cancel();
@@ -159,7 +165,7 @@ pub async fn child_main() -> Result<()> {
         }
     });
 
-    let result = super::run(&spec, tx, stop, prepared).await;
+    let result = super::run(&spec, tx, cmd_rx, stop, prepared).await;
     let mut out = writer.await.context("worker writer")?;
     let error = result.err().map(|e| format!("{e:#}"));
     match &error {

@@ -31,6 +31,14 @@ pub enum WorkerEvent {
     Stats(FrameStats),
 }
 
+/// What the supervisor tells a running egress (one JSON line each on the worker's stdin).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum WorkerCommand {
+    /// A room composite's new layout, passed to its page.
+    Layout { layout: String },
+}
+
 /// How often a running egress reports its [`FrameStats`].
 const STATS_EVERY: Duration = Duration::from_secs(1);
 
@@ -215,6 +223,7 @@ impl Watch {
 pub async fn run(
     spec: &JobSpec,
     events: mpsc::UnboundedSender<WorkerEvent>,
+    commands: mpsc::UnboundedReceiver<WorkerCommand>,
     stop: CancellationToken,
     prepared: Option<Prepared>,
 ) -> Result<()> {
@@ -279,7 +288,7 @@ pub async fn run(
             c
         }
     };
-    let result = capture(spec, &mut chromium, pipe, mux_rx, &events, &stop).await;
+    let result = capture(spec, &mut chromium, pipe, mux_rx, &events, commands, &stop).await;
     chromium.close().await;
     drop(sound);
     drop(screen);
@@ -307,6 +316,7 @@ async fn capture(
     mut pipe: Pipeline,
     mut mux_rx: mpsc::UnboundedReceiver<MuxOutput>,
     events: &mpsc::UnboundedSender<WorkerEvent>,
+    mut commands: mpsc::UnboundedReceiver<WorkerCommand>,
     stop: &CancellationToken,
 ) -> Result<()> {
     let (width, height) = spec.video.as_ref().map(|v| (v.width, v.height)).unwrap_or(AUDIO_ONLY_VIEWPORT);
@@ -327,11 +337,12 @@ async fn capture(
     let wall_offset = pipe.wall_offset_ns();
 
     let start = async {
+        // One deadline from navigation to the start signal, so a stuck template fails in
+        // `start_timeout` whatever stage it is stuck in.
+        let deadline = tokio::time::Instant::now() + start_timeout;
         browser::load(&page, &spec.url, start_timeout).await?;
         if let Some(console) = console.as_mut() {
-            tokio::time::timeout(start_timeout, browser::wait_console(console, "START_RECORDING"))
-                .await
-                .map_err(|_| anyhow!("start signal not received within {start_timeout:?}"))??;
+            browser::await_start(&page, console, deadline, start_timeout).await?;
         }
         Ok::<_, anyhow::Error>(())
     };
@@ -424,6 +435,12 @@ async fn capture(
                 info!("page signalled END_RECORDING");
                 break Ok(());
             }
+            Some(cmd) = commands.recv() => match cmd {
+                WorkerCommand::Layout { layout } => match page.evaluate(crate::room::layout_script(&layout)).await {
+                    Ok(_) => info!(%layout, "layout sent to the page"),
+                    Err(e) => warn!(%layout, "telling the page of its layout: {e}"),
+                },
+            },
             _ = stop.cancelled() => break Ok(()),
         }
     };

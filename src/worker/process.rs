@@ -116,6 +116,15 @@ impl WorkerProcess {
         self.chromium_pgid = Some(pgid);
     }
 
+    /// Sends a command to a running worker; one that is stopping no longer takes any.
+    pub async fn command(&mut self, cmd: &super::WorkerCommand) {
+        if self.stdin.is_some() {
+            if let Err(e) = self.send_line(cmd).await {
+                warn!("worker command: {e:#}");
+            }
+        }
+    }
+
     /// Asks the worker to finish: it stops capturing, drains the pipeline and exits.
     pub async fn request_stop(&mut self) {
         if let Some(mut stdin) = self.stdin.take() {
