@@ -16,6 +16,8 @@ PKGS=(
   ffmpeg
   # audio: a private sound server per egress, and GStreamer's source for it
   pulseaudio pulseaudio-utils gstreamer1.0-pulseaudio
+  # the room composite tests' SFU (in a network namespace of their own)
+  janus iproute2
   # build
   build-essential pkg-config libssl-dev curl ca-certificates git
 )
@@ -42,3 +44,10 @@ fi
 if [ ! -d tests/node/node_modules/livekit-server-sdk ] || [ ! -d tests/node/node_modules/playwright-core ]; then
   npm ci --prefix tests/node --no-audit --no-fund
 fi
+
+# The room templates (TypeScript, livekit-client and janus.js from npm) are built into
+# templates/room and templates/publisher, which roomcast serves to its Chromium.
+if [ ! -d web/node_modules/esbuild ]; then
+  npm ci --prefix web --no-audit --no-fund
+fi
+npm run --silent --prefix web build

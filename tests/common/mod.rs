@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod av;
+pub mod janus;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -1,0 +1,286 @@
+//! Room composite end to end with a real SFU: Janus (Debian's) in a network namespace of its
+//! own, four publishers in a real Chromium (each a solid colour and a tone), and a roomcast
+//! room-composite egress to LL-HLS with our templates' Janus adapter. Everything is judged
+//! from the decoded output: tiles, layout changes, a publisher leaving, the room's sound.
+
+mod common;
+
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::janus::Janus;
+use common::*;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const S: Duration = Duration::from_secs(1);
+const ROOM: &str = "rc-room";
+
+struct Publisher {
+    name: &'static str,
+    rgb: [u8; 3],
+    freq: f64,
+}
+
+const PUBLISHERS: [Publisher; 4] = [
+    Publisher { name: "Red", rgb: [0xe6, 0x28, 0x28], freq: 440.0 },
+    Publisher { name: "Green", rgb: [0x28, 0xc8, 0x3c], freq: 660.0 },
+    Publisher { name: "Blue", rgb: [0x28, 0x50, 0xe6], freq: 880.0 },
+    Publisher { name: "Yellow", rgb: [0xe6, 0xc8, 0x28], freq: 1100.0 },
+];
+
+/// The publishers' browser (tests/node/publishers.mjs), driven over its stdio.
+struct Publishers {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: tokio::sync::mpsc::UnboundedReceiver<Value>,
+}
+
+impl Publishers {
+    fn start(server: &Server, janus: &Janus) -> Self {
+        let cfg = json!({
+            "templates": format!("{}/templates", server.url),
+            "janus": janus.ws_url,
+            "room": ROOM,
+            "exclude": [janus.netns.ns_ip],
+            "publishers": PUBLISHERS.iter().map(|p| json!({
+                "name": p.name,
+                "color": format!("#{:02x}{:02x}{:02x}", p.rgb[0], p.rgb[1], p.rgb[2]),
+                "freq": p.freq,
+            })).collect::<Vec<_>>(),
+        });
+        let mut child = Command::new("node")
+            .arg(repo().join("tests/node/publishers.mjs"))
+            .arg(cfg.to_string())
+            .current_dir(repo().join("tests/node"))
+            .env("TMPDIR", server.tmp.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node (apt install nodejs)");
+        let stdin = child.stdin.take();
+        let stdout = tokio::process::ChildStdout::from_std(child.stdout.take().unwrap()).unwrap();
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&l) {
+                    if v["event"] == "log" {
+                        eprintln!("publisher: {v}");
+                    }
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Publishers { child, stdin, events }
+    }
+
+    async fn expect(&mut self, event: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("publishers: no {event} within {within:?}"))
+                .expect("publishers' browser ended");
+            assert_ne!(ev["event"], "error", "publisher failed: {ev}");
+            if ev["event"] == event {
+                return ev;
+            }
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for Publishers {
+    fn drop(&mut self) {
+        // EOF on stdin: the script closes its browser and exits; then make sure by PID.
+        drop(self.stdin.take());
+        let deadline = Instant::now() + 10 * S;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The newest complete segment of an egress's live playlist, with its init segment, as one
+/// playable fMP4 file.
+async fn newest_segment(server: &Server, id: &str) -> std::path::PathBuf {
+    let base = format!("{}/hls/{id}", server.url);
+    let (code, live) = server.get_text(&format!("{base}/live.m3u8")).await;
+    assert_eq!(code, 200, "{live}");
+    let uri = live.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).last().expect("a segment").trim().to_string();
+    let mut bytes = server.http().get(format!("{base}/init.mp4")).send().await.unwrap().bytes().await.unwrap().to_vec();
+    bytes.extend(server.http().get(format!("{base}/{uri}")).send().await.unwrap().bytes().await.unwrap());
+    let path = server.tmp.path().join(format!("probe-{}.mp4", uri.replace('/', "_")));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+const W: usize = 64;
+const H: usize = 36;
+
+/// The last frame of a segment, scaled to 64×36, as RGB pixels.
+fn last_frame(file: &std::path::Path) -> Vec<[u8; 3]> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-vf", &format!("scale={W}:{H}:flags=neighbor"), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success() && out.stdout.len() >= W * H * 3, "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout[out.stdout.len() - W * H * 3..].chunks(3).map(|c| [c[0], c[1], c[2]]).collect()
+}
+
+/// Share of the picture showing each publisher's colour.
+fn shares(pixels: &[[u8; 3]]) -> [f64; 4] {
+    let mut n = [0usize; 4];
+    for p in pixels {
+        for (i, publisher) in PUBLISHERS.iter().enumerate() {
+            let d: i32 = p.iter().zip(publisher.rgb).map(|(a, b)| (*a as i32 - b as i32).abs()).sum();
+            if d < 90 {
+                n[i] += 1;
+            }
+        }
+    }
+    n.map(|c| c as f64 / pixels.len() as f64)
+}
+
+async fn picture(server: &Server, id: &str) -> [f64; 4] {
+    shares(&last_frame(&newest_segment(server, id).await))
+}
+
+/// Polls the output until its picture satisfies `ok`.
+async fn wait_picture(server: &Server, id: &str, what: &str, within: Duration, ok: impl Fn(&[f64; 4]) -> bool) -> [f64; 4] {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = picture(server, id).await;
+        if ok(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what} within {within:?}: colour shares {s:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Energy of one frequency in mono samples (Goertzel), per sample.
+fn tone_power(samples: &[f64], rate: f64, freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for x in samples {
+        let s0 = x + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2) / samples.len() as f64
+}
+
+fn audio(file: &std::path::Path) -> Vec<f64> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-vn", "-ac", "1", "-ar", "16000", "-f", "s16le", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout.chunks(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f64 / 32768.0).collect()
+}
+
+/// Issue 6 (5): four publishers in a Janus room are four tiles in the output; UpdateLayout to
+/// speaker changes the picture without a restart; a publisher who leaves disappears; the
+/// room's sound (every publisher's tone) is in the output.
+#[tokio::test(flavor = "multi_thread")]
+async fn janus_room_composite_to_llhls() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let janus = Janus::start(dir.path(), &[ROOM]);
+    let server = Server::start_with_config(&format!("room:\n  sfu: janus\n  url: {}\n  start_timeout_secs: 30\n", janus.ws_url)).await;
+    let mut publishers = Publishers::start(&server, &janus);
+    for _ in PUBLISHERS.iter() {
+        publishers.expect("published", 60 * S).await;
+    }
+
+    let (code, info) = server.twirp("StartRoomCompositeEgress", json!({"room_name": ROOM, "layout": "grid", "segment_outputs": [{}]})).await;
+    assert_eq!(code, 200, "{info}");
+    let id = info["egressId"].as_str().unwrap().to_string();
+    server.wait_status(&id, "EGRESS_ACTIVE", 40 * S).await;
+    server.wait_segments(&id, 2, 20 * S).await;
+
+    // Grid: every publisher has a quarter of the picture (less the gaps and name tags).
+    let grid = wait_picture(&server, &id, "four tiles", 20 * S, |s| s.iter().all(|c| *c > 0.15)).await;
+    eprintln!("grid shares {grid:?}");
+
+    let (code, updated) = server.twirp("UpdateLayout", json!({"egress_id": id, "layout": "speaker"})).await;
+    assert_eq!(code, 200, "{updated}");
+    // Speaker: one tile on the stage, the others as thumbnails in a strip.
+    let speaker = wait_picture(&server, &id, "a speaker layout", 15 * S, |s| {
+        let big = s.iter().cloned().fold(0.0, f64::max);
+        big > 0.4 && s.iter().filter(|c| **c > 0.003 && **c < 0.12).count() == 3
+    })
+    .await;
+    eprintln!("speaker shares {speaker:?}");
+    assert_eq!(server.info(&id).await["status"], "EGRESS_ACTIVE", "no restart for a layout change");
+
+    // Back to the grid, then Yellow leaves: three tiles, and no yellow anywhere.
+    server.twirp("UpdateLayout", json!({"egress_id": id, "layout": "grid"})).await;
+    wait_picture(&server, &id, "four tiles again", 15 * S, |s| s.iter().all(|c| *c > 0.15)).await;
+    publishers.send("leave 3");
+    publishers.expect("left", 20 * S).await;
+    let after = wait_picture(&server, &id, "the leaver's tile gone", 20 * S, |s| s[3] < 0.002 && s[..3].iter().all(|c| *c > 0.1)).await;
+    eprintln!("after leaving {after:?}");
+
+    // The sound: each remaining publisher's tone stands well above frequencies nobody plays.
+    let seg = newest_segment(&server, &id).await;
+    let samples = audio(&seg);
+    assert!(samples.len() > 16_000, "{} samples", samples.len());
+    let floor = [500.0, 770.0, 1300.0].map(|f| tone_power(&samples, 16_000.0, f)).into_iter().fold(0.0, f64::max);
+    for p in &PUBLISHERS[..3] {
+        let power = tone_power(&samples, 16_000.0, p.freq);
+        assert!(power > 20.0 * floor.max(1e-9), "{}'s {} Hz tone: power {power:.2e} vs floor {floor:.2e}", p.name, p.freq);
+    }
+
+    let done = server.stop(&id, "EGRESS_COMPLETE").await;
+    assert!(done["segmentResults"][0]["segmentCount"].as_str().unwrap().parse::<i64>().unwrap() >= 5, "{done}");
+    drop(publishers);
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// Issue 6 (6): a room the SFU does not have, and an SFU that does not answer, end FAILED
+/// with the template's error within the start timeout, and their Chromium is ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn janus_room_failures_end_failed() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let janus = Janus::start(dir.path(), &[ROOM]);
+    let nobody = janus.netns.ns_ip.rsplit_once('.').map(|(net, _)| format!("ws://{net}.9:8188")).unwrap();
+    for (url, room, expected) in [(&janus.ws_url, "no-such-room", "template error"), (&nobody, ROOM, "template error")] {
+        let server = Server::start_with_config(&format!("room:\n  sfu: janus\n  url: {url}\n  start_timeout_secs: 20\n")).await;
+        let since = Instant::now();
+        let (code, info) = server.twirp("StartRoomCompositeEgress", json!({"room_name": room, "segment_outputs": [{}]})).await;
+        assert_eq!(code, 200, "{info}");
+        let id = info["egressId"].as_str().unwrap().to_string();
+        let end = loop {
+            let info = server.info(&id).await;
+            if !(info["status"].is_null() || info["status"] == "EGRESS_STARTING" || info["status"] == "EGRESS_ACTIVE") {
+                break info;
+            }
+            assert!(since.elapsed() < 35 * S, "{url} {room}: not ended: {info}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        eprintln!("{url} {room}: {} after {:?}", end["error"], since.elapsed());
+        assert_eq!(end["status"], "EGRESS_FAILED", "{end}");
+        assert!(end["error"].as_str().unwrap().contains(expected), "{end}");
+        server.assert_no_leftovers(10 * S).await;
+    }
+}
