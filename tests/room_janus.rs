@@ -199,7 +199,8 @@ fn audio(file: &std::path::Path) -> Vec<f64> {
 
 /// Issue 6 (5): four publishers in a Janus room are four tiles in the output; UpdateLayout to
 /// speaker changes the picture without a restart; a publisher who leaves disappears; the
-/// room's sound (every publisher's tone) is in the output.
+/// room's sound (every publisher's tone) is in the output; when the room ends (here: the SFU
+/// stops) the egress completes.
 #[tokio::test(flavor = "multi_thread")]
 async fn janus_room_composite_to_llhls() {
     let _serial = SERIAL.lock().await;
@@ -250,9 +251,15 @@ async fn janus_room_composite_to_llhls() {
         assert!(power > 20.0 * floor.max(1e-9), "{}'s {} Hz tone: power {power:.2e} vs floor {floor:.2e}", p.name, p.freq);
     }
 
-    let done = server.stop(&id, "EGRESS_COMPLETE").await;
-    assert!(done["segmentResults"][0]["segmentCount"].as_str().unwrap().parse::<i64>().unwrap() >= 5, "{done}");
+    // The SFU goes away: the template signals END_RECORDING and the egress completes with
+    // everything recorded so far in a closed playlist.
     drop(publishers);
+    drop(janus);
+    let done = server.wait_status(&id, "EGRESS_COMPLETE", 30 * S).await;
+    assert_eq!(done["details"], "Source closed", "{done}");
+    assert!(done["segmentResults"][0]["segmentCount"].as_str().unwrap().parse::<i64>().unwrap() >= 5, "{done}");
+    let (_, playlist) = server.get_text(done["segmentResults"][0]["playlistLocation"].as_str().unwrap()).await;
+    assert!(playlist.trim_end().ends_with("#EXT-X-ENDLIST"), "{playlist}");
     server.assert_no_leftovers(10 * S).await;
 }
 
