@@ -213,6 +213,24 @@ pub struct RoomSpec {
     pub sfu: Sfu,
 }
 
+/// The [`Outputs`] of a request: web and room composite requests have the same output fields,
+/// each with its own type for the deprecated single `output` oneof.
+macro_rules! outputs_of {
+    ($req:expr, $Output:path) => {{
+        use $Output as O;
+        let mut o = Outputs {
+            segments: $req.segment_outputs.iter().collect(),
+            file: !$req.file_outputs.is_empty() || matches!($req.output, Some(O::File(_))),
+            stream: !$req.stream_outputs.is_empty() || matches!($req.output, Some(O::Stream(_))),
+            image: !$req.image_outputs.is_empty(),
+        };
+        if let Some(O::Segments(s)) = &$req.output {
+            o.segments.push(s);
+        }
+        o
+    }};
+}
+
 /// The outputs a request names, whichever request it is.
 struct Outputs<'a> {
     segments: Vec<&'a proto::SegmentedFileOutput>,
@@ -449,17 +467,8 @@ impl JobSpec {
     // The deprecated single-output fields are still what older SDKs send.
     #[allow(deprecated)]
     pub fn from_web_request(egress_id: &str, req: &proto::WebEgressRequest, cfg: &Config) -> Result<Self, SpecError> {
-        use proto::web_egress_request::Output;
         let url = check_page_url(&req.url)?;
-        let mut outputs = Outputs {
-            segments: req.segment_outputs.iter().collect(),
-            file: !req.file_outputs.is_empty() || matches!(req.output, Some(Output::File(_))),
-            stream: !req.stream_outputs.is_empty() || matches!(req.output, Some(Output::Stream(_))),
-            image: !req.image_outputs.is_empty(),
-        };
-        if let Some(Output::Segments(s)) = &req.output {
-            outputs.segments.push(s);
-        }
+        let outputs = outputs_of!(req, proto::web_egress_request::Output);
         let mut spec = Self::build(egress_id, url, req.audio_only, req.video_only, req.options.as_ref().into(), outputs, cfg)?;
         spec.await_start_signal = req.await_start_signal;
         Ok(spec)
@@ -470,7 +479,6 @@ impl JobSpec {
     /// START_RECORDING.
     #[allow(deprecated)]
     pub fn from_room_request(egress_id: &str, req: &proto::RoomCompositeEgressRequest, cfg: &Config) -> Result<Self, SpecError> {
-        use proto::room_composite_egress_request::Output;
         let room = req.room_name.trim();
         if room.is_empty() {
             return Err(invalid("room_name is required"));
@@ -490,15 +498,7 @@ impl JobSpec {
         let ttl = std::time::Duration::from_secs(cfg.room.token_ttl_secs);
         let token = crate::room::recorder_token(&key, &secret, room, egress_id, ttl).map_err(|e| invalid(format!("{e:#}")))?;
         let url = crate::room::template_url(&base, cfg.room.sfu, &cfg.room.url, &token, &req.layout);
-        let mut outputs = Outputs {
-            segments: req.segment_outputs.iter().collect(),
-            file: !req.file_outputs.is_empty() || matches!(req.output, Some(Output::File(_))),
-            stream: !req.stream_outputs.is_empty() || matches!(req.output, Some(Output::Stream(_))),
-            image: !req.image_outputs.is_empty(),
-        };
-        if let Some(Output::Segments(s)) = &req.output {
-            outputs.segments.push(s);
-        }
+        let outputs = outputs_of!(req, proto::room_composite_egress_request::Output);
         let mut spec = Self::build(egress_id, url, req.audio_only, req.video_only, req.options.as_ref().into(), outputs, cfg)?;
         spec.await_start_signal = true;
         spec.start_timeout_secs = cfg.room.start_timeout_secs;
