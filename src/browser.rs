@@ -45,7 +45,11 @@ pub enum Rendering {
 /// hosts, no background services, media autoplay without a gesture.
 fn flags(spec: &BrowserSpec, rendering: Rendering, profile: &std::path::Path, width: u32, height: u32) -> Vec<String> {
     let mut excludes = vec!["127.0.0.1".to_string()];
-    excludes.extend(spec.resolver_exclude.iter().cloned());
+    for h in &spec.resolver_exclude {
+        if !excludes.contains(h) {
+            excludes.push(h.clone());
+        }
+    }
     let resolver = format!(
         "--host-resolver-rules=MAP * ~NOTFOUND, {}",
         excludes.iter().map(|h| format!("EXCLUDE {h}")).collect::<Vec<_>>().join(", ")

@@ -502,12 +502,6 @@ impl JobSpec {
         let mut spec = Self::build(egress_id, url, req.audio_only, req.video_only, req.options.as_ref().into(), outputs, cfg)?;
         spec.await_start_signal = true;
         spec.start_timeout_secs = cfg.room.start_timeout_secs;
-        // The SFU's own host is the one name Chromium must resolve beyond loopback.
-        if let Some(host) = url::Url::parse(&cfg.room.url).ok().and_then(|u| u.host_str().map(str::to_string)) {
-            if !spec.browser.resolver_exclude.contains(&host) {
-                spec.browser.resolver_exclude.push(host);
-            }
-        }
         spec.room = Some(RoomSpec { room_name: room.to_string(), layout: req.layout.clone(), sfu: cfg.room.sfu });
         Ok(spec)
     }
@@ -562,7 +556,17 @@ impl BrowserSpec {
             headless_shell_path: cfg.capture.headless_shell_path.display().to_string(),
             xvfb_path: cfg.capture.xvfb_path.display().to_string(),
             extra_flags: cfg.chromium.extra_flags.clone(),
-            resolver_exclude: cfg.chromium.resolver_exclude.clone(),
+            resolver_exclude: {
+                // The SFU's host is a name every Chromium of ours may resolve (the same for
+                // every egress, so a warm browser fits room and web egresses alike).
+                let mut hosts = cfg.chromium.resolver_exclude.clone();
+                if let Some(host) = url::Url::parse(&cfg.room.url).ok().and_then(|u| u.host_str().map(str::to_string)) {
+                    if !hosts.contains(&host) {
+                        hosts.push(host);
+                    }
+                }
+                hosts
+            },
         }
     }
 }
