@@ -92,6 +92,11 @@ pub struct RoomConfig {
     pub start_timeout_secs: u64,
     /// Validity of the recorder's access token, seconds (LiveKit Egress: 24 h).
     pub token_ttl_secs: u64,
+    /// The SFU's key pair for recorder tokens and RoomService, when it is not the API's own
+    /// (in a LiveKit deployment egress and server usually share one).
+    /// Env: ROOMCAST_SFU_API_KEY, ROOMCAST_SFU_API_SECRET.
+    pub api_key: Option<String>,
+    pub api_secret: Option<String>,
 }
 
 impl Default for RoomConfig {
@@ -103,6 +108,8 @@ impl Default for RoomConfig {
             template_base: None,
             start_timeout_secs: 30,
             token_ttl_secs: 24 * 3600,
+            api_key: None,
+            api_secret: None,
         }
     }
 }
@@ -426,6 +433,12 @@ impl Config {
         if let Some(v) = get("ROOMCAST_TEMPLATE_BASE") {
             self.room.template_base = Some(v);
         }
+        if let Some(v) = get("ROOMCAST_SFU_API_KEY") {
+            self.room.api_key = Some(v);
+        }
+        if let Some(v) = get("ROOMCAST_SFU_API_SECRET") {
+            self.room.api_secret = Some(v);
+        }
         if let Some(v) = get("ROOMCAST_ROOM_START_TIMEOUT") {
             self.room.start_timeout_secs = v.parse().with_context(|| format!("ROOMCAST_ROOM_START_TIMEOUT={v}"))?;
         }
@@ -487,6 +500,9 @@ impl Config {
                 _ => bail!("room.template_base {b:?}: use an http(s) URL"),
             }
         }
+        if self.room.api_key.is_some() != self.room.api_secret.is_some() {
+            bail!("set both room.api_key and room.api_secret, or neither (then the API's keys are used)");
+        }
         if !(1..=600).contains(&self.room.start_timeout_secs) {
             bail!("room.start_timeout_secs must be 1..=600");
         }
@@ -539,6 +555,14 @@ impl Config {
                 u.clone()
             }
         })
+    }
+
+    /// The SFU's key pair: `room.api_key`/`api_secret`, else the API's own.
+    pub fn sfu_keys(&self) -> Result<(String, String)> {
+        match (&self.room.api_key, &self.room.api_secret) {
+            (Some(k), Some(s)) => Ok((k.clone(), s.clone())),
+            _ => self.keys().map(|(k, s, _)| (k, s)),
+        }
     }
 
     pub fn public_url(&self) -> String {

@@ -243,8 +243,8 @@ impl JobManager {
         drop(jobs);
         if self.cfg.room.sfu == crate::config::Sfu::Livekit {
             let (api, id, layout) = (self.cfg.sfu_api_url(), egress_id.to_string(), layout.to_string());
-            match self.cfg.keys() {
-                Ok((key, secret, _)) => {
+            match self.cfg.sfu_keys() {
+                Ok((key, secret)) => {
                     tokio::spawn(async move {
                         match crate::room::livekit::set_recorder_layout(&api, &key, &secret, &room_name, &id, &layout).await {
                             Ok(()) => info!(egress_id = %id, %layout, "recorder metadata set"),

@@ -494,7 +494,7 @@ impl JobSpec {
             custom => check_page_url(custom).map_err(|e| invalid(format!("custom_base_url: {e}")))?,
         };
         let base = url::Url::parse(&base).map_err(|e| invalid(format!("template base {base:?}: {e}")))?;
-        let (key, secret, _) = cfg.keys().map_err(|e| invalid(format!("{e:#}")))?;
+        let (key, secret) = cfg.sfu_keys().map_err(|e| invalid(format!("{e:#}")))?;
         let ttl = std::time::Duration::from_secs(cfg.room.token_ttl_secs);
         let token = crate::room::recorder_token(&key, &secret, room, egress_id, ttl).map_err(|e| invalid(format!("{e:#}")))?;
         let url = crate::room::template_url(&base, cfg.room.sfu, &cfg.room.url, &token, &req.layout);
@@ -707,6 +707,11 @@ mod tests {
         r.custom_base_url = "http://127.0.0.1:9/tpl.html?v=2".into();
         let spec = JobSpec::from_room_request("EG_r", &r, &cfg).unwrap();
         assert!(spec.url.starts_with("http://127.0.0.1:9/tpl.html?v=2&layout=speaker&token="), "{}", spec.url);
+        // The SFU's own keys sign the recorder's token when they are configured.
+        (cfg.room.api_key, cfg.room.api_secret) = (Some("lk".into()), Some("lk-secret-lk-secret-lk-secret-00".into()));
+        let spec = JobSpec::from_room_request("EG_r", &room_req("x"), &cfg).unwrap();
+        let token = url::Url::parse(&spec.url).unwrap().query_pairs().find(|(k, _)| k == "token").unwrap().1.into_owned();
+        assert!(livekit_api::access_token::TokenVerifier::with_api_key("lk", "lk-secret-lk-secret-lk-secret-00").verify(&token).is_ok());
     }
 
     #[test]
