@@ -1,8 +1,9 @@
 // Room publishers for roomcast's room tests: one Debian Chromium (through playwright-core),
-// one page per publisher, each publishing a solid colour and a tone to a Janus VideoRoom
-// with roomcast's publisher page (templates/publisher). Driven over stdio by the Rust test:
+// one page per publisher, each publishing a solid colour and a tone to the room with
+// roomcast's publisher page (templates/publisher). Driven over stdio by the Rust test:
 //   node publishers.mjs '<json config>'
-//   config: {templates, janus, room, exclude: [ip...], publishers: [{name, color, freq}]}
+//   config: {templates, sfu: janus|livekit, url, room, exclude: [host...],
+//            publishers: [{name, color, freq, token (LiveKit)}]}
 // Prints one JSON line per event ({"event":"published","index":i} …); reads commands
 // ("leave <i>", "quit") from stdin, one per line.
 import { chromium } from 'playwright-core';
@@ -35,7 +36,8 @@ async function open(i) {
   const p = cfg.publishers[i];
   const page = await ctx.newPage();
   page.on('pageerror', (e) => say({ event: 'log', index: i, text: `pageerror: ${e.message}` }));
-  const q = new URLSearchParams({ url: cfg.janus, room: cfg.room, name: p.name, color: p.color, freq: String(p.freq) });
+  const q = new URLSearchParams({ sfu: cfg.sfu ?? 'janus', url: cfg.url, room: cfg.room, name: p.name, color: p.color, freq: String(p.freq) });
+  if (p.token) q.set('token', p.token);
   await page.goto(`${cfg.templates}/publisher/index.html?${q}`);
   await page.waitForFunction(() => ['published', 'error'].includes(window.roomcastPublisher?.state), null, { timeout: 30000 });
   const state = await page.evaluate(() => window.roomcastPublisher);

@@ -1,7 +1,12 @@
-//! Room composite end to end with a real SFU: Janus (Debian's) in a network namespace of its
-//! own, four publishers in a real Chromium (each a solid colour and a tone), and a roomcast
-//! room-composite egress to LL-HLS with our templates' Janus adapter. Everything is judged
-//! from the decoded output: tiles, layout changes, a publisher leaving, the room's sound.
+//! Room composite end to end with a real SFU: four publishers in a real Chromium (each a solid
+//! colour and a tone) and a roomcast room-composite egress to LL-HLS through our template's
+//! adapter for that SFU. Everything is judged from the decoded output: tiles, layout changes,
+//! a publisher leaving, the room's sound, the room's end.
+//!
+//! Janus (Debian's) runs here, in a network namespace of its own. The same test runs against a
+//! real LiveKit server when one is given (no LiveKit server can be installed here):
+//! `LIVEKIT_TEST_URL=ws://host:7880 LIVEKIT_TEST_API_KEY=… LIVEKIT_TEST_API_SECRET=…
+//!  cargo test --test room_sfu -- --ignored livekit`.
 
 mod common;
 
@@ -10,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::janus::Janus;
 use common::*;
+use livekit_api::access_token::{AccessToken, VideoGrants};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -29,6 +35,68 @@ const PUBLISHERS: [Publisher; 4] = [
     Publisher { name: "Yellow", rgb: [0xe6, 0xc8, 0x28], freq: 1100.0 },
 ];
 
+/// The room's SFU, as the test needs it.
+enum Sfu {
+    Janus(Janus),
+    LiveKit { url: String, key: String, secret: String },
+}
+
+impl Sfu {
+    fn livekit_from_env() -> Self {
+        let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: this test needs a LiveKit server (see the file's doc)"));
+        Sfu::LiveKit { url: var("LIVEKIT_TEST_URL"), key: var("LIVEKIT_TEST_API_KEY"), secret: var("LIVEKIT_TEST_API_SECRET") }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Sfu::Janus(j) => &j.ws_url,
+            Sfu::LiveKit { url, .. } => url,
+        }
+    }
+
+    /// roomcast's config for this SFU.
+    fn config(&self) -> String {
+        match self {
+            Sfu::Janus(j) => format!("room:\n  sfu: janus\n  url: {}\n  start_timeout_secs: 30\n", j.ws_url),
+            Sfu::LiveKit { url, key, secret } => {
+                format!("room:\n  sfu: livekit\n  url: {url}\n  api_key: {key}\n  api_secret: {secret}\n  start_timeout_secs: 30\n")
+            }
+        }
+    }
+
+    /// What publisher `p` needs to join: for LiveKit, a token with publish rights.
+    fn publisher(&self, p: &Publisher) -> Value {
+        let color = format!("#{:02x}{:02x}{:02x}", p.rgb[0], p.rgb[1], p.rgb[2]);
+        let mut v = json!({"name": p.name, "color": color, "freq": p.freq});
+        if let Sfu::LiveKit { key, secret, .. } = self {
+            let token = AccessToken::with_api_key(key, secret)
+                .with_identity(p.name)
+                .with_name(p.name)
+                .with_grants(VideoGrants { room_join: true, room: ROOM.into(), ..Default::default() })
+                .to_jwt()
+                .unwrap();
+            v["token"] = json!(token);
+        }
+        v
+    }
+
+    /// Hosts the publishers' Chromium may resolve.
+    fn hosts(&self) -> Vec<String> {
+        url::Url::parse(self.url()).ok().and_then(|u| u.host_str().map(str::to_string)).into_iter().collect()
+    }
+
+    /// Ends the room: Janus stops; LiveKit deletes the room.
+    async fn end_room(self) {
+        match self {
+            Sfu::Janus(j) => drop(j),
+            Sfu::LiveKit { url, key, secret } => {
+                let api = url.replacen("ws", "http", 1);
+                livekit_api::services::room::RoomClient::with_api_key(&api, &key, &secret).delete_room(ROOM).await.expect("DeleteRoom");
+            }
+        }
+    }
+}
+
 /// The publishers' browser (tests/node/publishers.mjs), driven over its stdio.
 struct Publishers {
     child: Child,
@@ -37,17 +105,14 @@ struct Publishers {
 }
 
 impl Publishers {
-    fn start(server: &Server, janus: &Janus) -> Self {
+    fn start(server: &Server, sfu: &Sfu) -> Self {
         let cfg = json!({
             "templates": format!("{}/templates", server.url),
-            "janus": janus.ws_url,
+            "sfu": if matches!(sfu, Sfu::Janus(_)) { "janus" } else { "livekit" },
+            "url": sfu.url(),
             "room": ROOM,
-            "exclude": [janus.netns.ns_ip],
-            "publishers": PUBLISHERS.iter().map(|p| json!({
-                "name": p.name,
-                "color": format!("#{:02x}{:02x}{:02x}", p.rgb[0], p.rgb[1], p.rgb[2]),
-                "freq": p.freq,
-            })).collect::<Vec<_>>(),
+            "exclude": sfu.hosts(),
+            "publishers": PUBLISHERS.iter().map(|p| sfu.publisher(p)).collect::<Vec<_>>(),
         });
         let mut child = Command::new("node")
             .arg(repo().join("tests/node/publishers.mjs"))
@@ -205,9 +270,20 @@ fn audio(file: &std::path::Path) -> Vec<f64> {
 async fn janus_room_composite_to_llhls() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let janus = Janus::start(dir.path(), &[ROOM]);
-    let server = Server::start_with_config(&format!("room:\n  sfu: janus\n  url: {}\n  start_timeout_secs: 30\n", janus.ws_url)).await;
-    let mut publishers = Publishers::start(&server, &janus);
+    room_composite(Sfu::Janus(Janus::start(dir.path(), &[ROOM]))).await;
+}
+
+/// The same against a real LiveKit server, when one is given (see the file's doc).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a LiveKit server: LIVEKIT_TEST_URL, LIVEKIT_TEST_API_KEY, LIVEKIT_TEST_API_SECRET"]
+async fn livekit_room_composite_to_llhls() {
+    let _serial = SERIAL.lock().await;
+    room_composite(Sfu::livekit_from_env()).await;
+}
+
+async fn room_composite(sfu: Sfu) {
+    let server = Server::start_with_config(&sfu.config()).await;
+    let mut publishers = Publishers::start(&server, &sfu);
     for _ in PUBLISHERS.iter() {
         publishers.expect("published", 60 * S).await;
     }
@@ -251,10 +327,11 @@ async fn janus_room_composite_to_llhls() {
         assert!(power > 20.0 * floor.max(1e-9), "{}'s {} Hz tone: power {power:.2e} vs floor {floor:.2e}", p.name, p.freq);
     }
 
-    // The SFU goes away: the template signals END_RECORDING and the egress completes with
-    // everything recorded so far in a closed playlist.
+    // The room ends (Janus stops; LiveKit deletes the room): the template signals
+    // END_RECORDING and the egress completes with everything recorded so far in a closed
+    // playlist.
     drop(publishers);
-    drop(janus);
+    sfu.end_room().await;
     let done = server.wait_status(&id, "EGRESS_COMPLETE", 30 * S).await;
     assert_eq!(done["details"], "Source closed", "{done}");
     assert!(done["segmentResults"][0]["segmentCount"].as_str().unwrap().parse::<i64>().unwrap() >= 5, "{done}");
