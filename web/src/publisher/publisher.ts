@@ -1,10 +1,14 @@
 /**
  * TEST/DEMO publisher for end-to-end tests: publishes a solid-colour canvas (with a moving marker,
- * so frames keep changing) and a sine tone to a Janus VideoRoom, without any camera or microphone.
- * Query: url (Janus ws URL), room, name, color (CSS colour), freq (Hz), optional screen=1 to
- * describe the video as a screen share, optional gain (0..1, default 0.25). Progress is exposed for the driving test as
- * document.title and window.roomcastPublisher; window.leave() unpublishes and leaves.
+ * so frames keep changing) and a sine tone to a Janus VideoRoom or a LiveKit room, without any
+ * camera or microphone. Query: sfu (janus default | livekit), url (the SFU's ws URL), room
+ * (Janus), token (LiveKit: a token with publish rights), name, color (CSS colour), freq (Hz),
+ * optional screen=1 to publish the video as a screen share, optional gain (0..1, default 0.25).
+ * Progress is exposed for the driving test as document.title and window.roomcastPublisher;
+ * window.leave() unpublishes and leaves.
  */
+
+import { Room, Track } from 'livekit-client';
 
 import { attachVideoRoom, type JanusJS, openSession, type PluginHandle, type Janus } from '../shared/janus-session';
 
@@ -31,6 +35,8 @@ const color = q.get('color') || '#808080';
 const freq = Number(q.get('freq') || '440');
 const asScreen = q.get('screen') === '1';
 const initialGain = Number(q.get('gain') ?? '0.25');
+const sfu = q.get('sfu') ?? 'janus';
+const token = q.get('token') ?? '';
 
 let janus: Janus | undefined;
 let handle: PluginHandle | undefined;
@@ -91,7 +97,24 @@ function videoMid(h: PluginHandle): string | undefined {
   return pc?.getTransceivers().find((t) => t.sender.track?.kind === 'video')?.mid ?? undefined;
 }
 
+/** LiveKit: the room is the token's; published once both tracks are up. */
+async function publishLiveKit(): Promise<void> {
+  if (!url || !token) throw new Error('url and token parameters are required');
+  const video = canvasTrack();
+  const audio = toneTrack();
+  const lk = new Room();
+  await lk.connect(url, token);
+  await lk.localParticipant.publishTrack(video, { source: asScreen ? Track.Source.ScreenShare : Track.Source.Camera, name });
+  await lk.localParticipant.publishTrack(audio, { source: Track.Source.Microphone });
+  setState('published');
+  window.leave = async (): Promise<void> => {
+    setState('left');
+    await lk.disconnect();
+  };
+}
+
 async function publish(): Promise<void> {
+  if (sfu === 'livekit') return publishLiveKit();
   if (!url || !room) throw new Error('url and room parameters are required');
   const video = canvasTrack();
   const audio = toneTrack();

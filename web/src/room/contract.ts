@@ -3,35 +3,38 @@
  * query parameters in, console signals and an error element out, layout changes pushed in.
  */
 
-export type SfuKind = 'livekit' | 'janus';
+/** The adapters this template has; roomcast's `room.sfu` names one of the first two. */
+export const SFU_KINDS = ['livekit', 'janus', 'demo'] as const;
+export type SfuKind = (typeof SFU_KINDS)[number];
 
 export interface TemplateParams {
-  /** SFU websocket URL. */
+  /** SFU websocket URL (empty when absent; the demo adapter needs none). */
   url: string;
   /** Join token (a LiveKit-style JWT; for Janus only its `video.room` grant is read). */
   token: string;
   /** Requested layout; never empty here. */
   layout: string;
-  sfu: SfuKind;
+  /**
+   * roomcast's extension: which adapter to join with, lower-cased; `livekit` when absent (so
+   * LiveKit Egress's three parameters alone mean LiveKit). May be a name this template does not
+   * know: main.ts reports that as an error rather than guessing.
+   */
+  sfu: string;
 }
 
 export const DEFAULT_LAYOUT = 'grid';
 
+export function isSfuKind(sfu: string): sfu is SfuKind {
+  return (SFU_KINDS as readonly string[]).includes(sfu);
+}
+
 export function readParams(search: string = window.location.search): TemplateParams {
   const q = new URLSearchParams(search);
-  const sfuRaw = (q.get('sfu') ?? '').trim().toLowerCase();
-  let sfu: SfuKind = 'livekit';
-  if (sfuRaw === 'janus') {
-    sfu = 'janus';
-  } else if (sfuRaw !== '' && sfuRaw !== 'livekit') {
-    // A typo must not silently record a different SFU's failure mode; say so, then use the default.
-    console.warn(`roomcast: unknown sfu "${sfuRaw}", using livekit`);
-  }
   return {
     url: q.get('url') ?? '',
     token: q.get('token') ?? '',
     layout: (q.get('layout') ?? '').trim() || DEFAULT_LAYOUT,
-    sfu,
+    sfu: (q.get('sfu') ?? '').trim().toLowerCase() || 'livekit',
   };
 }
 

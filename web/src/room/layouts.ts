@@ -38,6 +38,7 @@ export class LayoutView {
   private speaker?: string;
   private readonly waiting: HTMLDivElement;
   private readonly frameListeners: Array<() => void> = [];
+  private framed = false;
   private scheduled = false;
 
   constructor(private readonly root: HTMLElement) {
@@ -63,8 +64,10 @@ export class LayoutView {
     return this.speaker;
   }
 
+  /** Also fires at once when a frame was already shown (tracks can arrive before the join settles). */
   onFirstFrame(listener: () => void): void {
     this.frameListeners.push(listener);
+    if (this.framed) listener();
   }
 
   upsertParticipant(id: string, name: string): void {
@@ -122,6 +125,7 @@ export class LayoutView {
 
   private newTile(id: string, screen: boolean, name: string): Tile {
     const tile = new Tile(screen ? `${id}#screen` : id, id, screen, name, () => {
+      this.framed = true;
       for (const l of this.frameListeners) l();
     });
     // Enter invisible, then fade in at the box the next layout pass gives it.
@@ -166,7 +170,9 @@ export class LayoutView {
         // Flush styles so the browser has seen the invisible state it is to transition from.
         void tile.el.getBoundingClientRect();
         requestAnimationFrame(() => {
-          tile.el.classList.remove('entering', 'no-move', 'hidden');
+          tile.el.classList.remove('entering', 'no-move');
+          // A pass since then may have hidden it (no box any more) or it may be leaving already.
+          if (tile.isPlaced() && !tile.el.classList.contains('leaving')) tile.el.classList.remove('hidden');
         });
       } else {
         tile.place(rect);

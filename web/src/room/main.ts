@@ -5,7 +5,8 @@
 
 import type { RoomAdapter } from './adapter';
 import { AudioOut } from './audio';
-import { endRecording, onLayoutEvent, readParams, showError } from './contract';
+import { endRecording, isSfuKind, onLayoutEvent, readParams, SFU_KINDS, showError, type TemplateParams } from './contract';
+import { DemoAdapter } from './demo';
 import { JanusAdapter } from './janus';
 import { LayoutView } from './layouts';
 import { LiveKitAdapter } from './livekit';
@@ -29,6 +30,20 @@ function byId(id: string): HTMLElement {
   return el;
 }
 
+/** Throws (an Error for div.error) on an unknown SFU or parameters its adapter rejects up front. */
+function createAdapter(params: TemplateParams): RoomAdapter {
+  const sfu = params.sfu;
+  if (!isSfuKind(sfu)) throw new Error(`unknown sfu "${sfu}" (this template knows ${SFU_KINDS.join(', ')})`);
+  switch (sfu) {
+    case 'livekit':
+      return new LiveKitAdapter(params.url, params.token);
+    case 'janus':
+      return new JanusAdapter(params.url, params.token);
+    case 'demo':
+      return new DemoAdapter(window.location.search);
+  }
+}
+
 function main(): void {
   const params = readParams();
   const view = new LayoutView(byId('stage'));
@@ -42,7 +57,7 @@ function main(): void {
 
   let adapter: RoomAdapter;
   try {
-    adapter = params.sfu === 'janus' ? new JanusAdapter(params.url, params.token) : new LiveKitAdapter(params.url, params.token);
+    adapter = createAdapter(params);
   } catch (err) {
     showError(err instanceof Error ? err.message : String(err));
     return;

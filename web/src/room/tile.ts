@@ -11,6 +11,7 @@ export class Tile {
   private readonly avatar: HTMLDivElement;
   private track?: MediaStreamTrack;
   private frameHandle?: number;
+  private placed = false;
 
   constructor(
     readonly key: string,
@@ -59,6 +60,7 @@ export class Tile {
   }
 
   place(rect: { x: number; y: number; w: number; h: number } | undefined): void {
+    this.placed = !!rect;
     if (!rect) {
       // Keep the last box so a tile that comes back fades in where it was.
       this.el.classList.add('hidden');
@@ -70,6 +72,11 @@ export class Tile {
     s.top = `${rect.y}px`;
     s.width = `${rect.w}px`;
     s.height = `${rect.h}px`;
+  }
+
+  /** Whether the last layout pass gave this tile a box. */
+  isPlaced(): boolean {
+    return this.placed;
   }
 
   setSpeaking(on: boolean): void {
