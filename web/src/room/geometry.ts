@@ -77,9 +77,13 @@ function stageAndStrip(stageKey: string, others: string[], w: number, h: number,
   const stripW = Math.round(w * STRIP_SHARE);
   out.set(stageKey, { x: 0, y: 0, w: w - stripW, h });
   let cols = 1;
-  while (Math.ceil(others.length / cols) * ((stripW / cols) * (1 / ASPECT)) > h && cols < others.length) cols++;
+  // The column count that gives the largest thumbnails (a 16:9 cell, shrunk to the height if
+  // the rows do not fit): a viewport a pixel short of 720 must not halve every thumbnail of a
+  // column of five that nearly fits.
+  const heightFor = (c: number): number => Math.min(stripW / c / ASPECT, h / Math.ceil(others.length / c));
+  for (let c = 2; c <= others.length; c++) if (heightFor(c) > heightFor(cols) * 1.01) cols = c;
   const thumbW = stripW / cols;
-  const thumbH = Math.min(thumbW / ASPECT, h / Math.ceil(others.length / cols));
+  const thumbH = heightFor(cols);
   const rows = Math.ceil(others.length / cols);
   const top = (h - rows * thumbH) / 2;
   others.forEach((key, i) => {
