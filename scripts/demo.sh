@@ -23,6 +23,8 @@ echo
 echo "  egress:   $ID"
 echo "  player:   http://$BIND/play/$ID/live.m3u8"
 echo "  playlist: http://$BIND/hls/$ID/live.m3u8"
+echo "  room template preview (no SFU, the demo adapter):"
+echo "            http://$BIND/templates/room/index.html?sfu=demo&participants=9&layout=speaker"
 echo "  Ctrl-C to stop."
 echo
 wait $SERVER
