@@ -52,13 +52,7 @@ impl Frame {
 }
 
 async fn newest_frame(server: &Server, id: &str) -> Frame {
-    let base = format!("{}/hls/{id}", server.url);
-    let (_, live) = server.get_text(&format!("{base}/live.m3u8")).await;
-    let uri = live.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).last().expect("a segment").trim().to_string();
-    let mut bytes = server.http().get(format!("{base}/init.mp4")).send().await.unwrap().bytes().await.unwrap().to_vec();
-    bytes.extend(server.http().get(format!("{base}/{uri}")).send().await.unwrap().bytes().await.unwrap());
-    let path = server.tmp.path().join("newest.mp4");
-    std::fs::write(&path, bytes).unwrap();
+    let path = newest_segment(server, id).await;
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(&path)
@@ -83,7 +77,7 @@ async fn wait_frame(server: &Server, id: &str, what: &str, check: impl Fn(&Frame
             let png = std::env::temp_dir().join(format!("roomcast-layout-{id}.png"));
             let _ = Command::new("ffmpeg")
                 .args(["-v", "error", "-y", "-i"])
-                .arg(server.tmp.path().join("newest.mp4"))
+                .arg(server.tmp.path().join("newest-segment.mp4"))
                 .args(["-update", "1"])
                 .arg(&png)
                 .status();
@@ -166,8 +160,8 @@ async fn template_layouts_in_the_output() {
         // in the grid layout; the cameras move to the strip.
         expect(&mut faults, f, "screen share", 512, 360, WHITE);
         expect(&mut faults, f, "screen share frame", 15, 360, 0x000000);
-        for p in 0..4 {
-            expect(&mut faults, f, &format!("thumbnail {p}"), 1026 + 126, 2 + 144 * p + 70, PALETTE[p]);
+        for (p, colour) in PALETTE.iter().take(4).enumerate() {
+            expect(&mut faults, f, &format!("thumbnail {p}"), 1026 + 126, 2 + 144 * p + 70, *colour);
         }
         faults
     })

@@ -179,20 +179,6 @@ impl Drop for Publishers {
     }
 }
 
-/// The newest complete segment of an egress's live playlist, with its init segment, as one
-/// playable fMP4 file.
-async fn newest_segment(server: &Server, id: &str) -> std::path::PathBuf {
-    let base = format!("{}/hls/{id}", server.url);
-    let (code, live) = server.get_text(&format!("{base}/live.m3u8")).await;
-    assert_eq!(code, 200, "{live}");
-    let uri = live.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).last().expect("a segment").trim().to_string();
-    let mut bytes = server.http().get(format!("{base}/init.mp4")).send().await.unwrap().bytes().await.unwrap().to_vec();
-    bytes.extend(server.http().get(format!("{base}/{uri}")).send().await.unwrap().bytes().await.unwrap());
-    let path = server.tmp.path().join(format!("probe-{}.mp4", uri.replace('/', "_")));
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
 const W: usize = 64;
 const H: usize = 36;
 

@@ -37,7 +37,7 @@ async fn web_egress_decodes_as_720p30_h264() {
     assert!(playlist.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{playlist}");
     assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:1\n"), "{playlist}");
     assert!(playlist.trim_end().ends_with("#EXT-X-ENDLIST"), "{playlist}");
-    let (_, live) = server.get_text(&done["segmentResults"][0]["livePlaylistLocation"].as_str().unwrap()).await;
+    let (_, live) = server.get_text(done["segmentResults"][0]["livePlaylistLocation"].as_str().unwrap()).await;
     assert!(live.trim_end().ends_with("#EXT-X-ENDLIST"), "{live}");
 
     let probe = ffprobe(&playlist_url);

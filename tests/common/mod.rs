@@ -331,3 +331,17 @@ pub fn video_stream(probe: &Value) -> Value {
 pub fn local_playlist(server: &Server, id: &str, name: &str) -> PathBuf {
     server.out.join(id).join(name)
 }
+
+/// The newest complete segment of an egress's live playlist, with its init segment, as one
+/// playable fMP4 file (fetched from the origin like any player would).
+pub async fn newest_segment(server: &Server, id: &str) -> PathBuf {
+    let base = format!("{}/hls/{id}", server.url);
+    let (code, live) = server.get_text(&format!("{base}/live.m3u8")).await;
+    assert_eq!(code, 200, "{live}");
+    let uri = live.lines().rev().find(|l| !l.starts_with('#') && !l.trim().is_empty()).expect("a segment").trim().to_string();
+    let mut bytes = server.http().get(format!("{base}/init.mp4")).send().await.unwrap().bytes().await.unwrap().to_vec();
+    bytes.extend(server.http().get(format!("{base}/{uri}")).send().await.unwrap().bytes().await.unwrap());
+    let path = server.tmp.path().join("newest-segment.mp4");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
