@@ -192,14 +192,7 @@ async fn failing_templates_end_failed_in_bounded_time() {
             start_room(&server, json!({"room_name": "r", "custom_base_url": format!("{site_url}/{page}"), "segment_outputs": [{}]})).await;
         assert_eq!(code, 200, "{info}");
         let id = info["egressId"].as_str().unwrap().to_string();
-        let end = loop {
-            let info = server.info(&id).await;
-            if !(info["status"].is_null() || info["status"] == "EGRESS_STARTING" || info["status"] == "EGRESS_ACTIVE") {
-                break info;
-            }
-            assert!(since.elapsed() < 25 * S, "{page}: not ended: {info}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let end = server.wait_ended(&id, 25 * S).await;
         assert_eq!(end["status"], "EGRESS_FAILED", "{end}");
         assert!(end["error"].as_str().unwrap().contains(expected), "{page}: {end}");
         assert!(since.elapsed() < 20 * S, "{page} took {:?}", since.elapsed());

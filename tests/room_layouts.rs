@@ -151,7 +151,13 @@ async fn template_layouts_in_the_output() {
         faults
     })
     .await;
-    server.stop(&id, "EGRESS_COMPLETE").await;
+    let done = server.stop(&id, "EGRESS_COMPLETE").await;
+    // The layout changed inside one unbroken stream: one timeline at 30 fps, no discontinuity.
+    let playlist_url = done["segmentResults"][0]["playlistLocation"].as_str().unwrap().to_string();
+    let (_, playlist) = server.get_text(&playlist_url).await;
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY") && !playlist.contains("#EXT-X-GAP"), "{playlist}");
+    let (frames, duration) = frames_and_duration(&ffprobe(&playlist_url));
+    assert!((frames / duration - 30.0).abs() <= 1.0, "{frames} frames in {duration:.2} s");
 
     let id = start(&server, "participants=4&screen=1", "grid").await;
     wait_frame(&server, &id, "screen share on the stage", |f| {

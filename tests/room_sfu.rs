@@ -167,15 +167,7 @@ impl Drop for Publishers {
     fn drop(&mut self) {
         // EOF on stdin: the script closes its browser and exits; then make sure by PID.
         drop(self.stdin.take());
-        let deadline = Instant::now() + 10 * S;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        reap(&mut self.child, 10 * S);
     }
 }
 
@@ -340,14 +332,7 @@ async fn janus_room_failures_end_failed() {
         let (code, info) = server.twirp("StartRoomCompositeEgress", json!({"room_name": room, "segment_outputs": [{}]})).await;
         assert_eq!(code, 200, "{info}");
         let id = info["egressId"].as_str().unwrap().to_string();
-        let end = loop {
-            let info = server.info(&id).await;
-            if !(info["status"].is_null() || info["status"] == "EGRESS_STARTING" || info["status"] == "EGRESS_ACTIVE") {
-                break info;
-            }
-            assert!(since.elapsed() < 35 * S, "{url} {room}: not ended: {info}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let end = server.wait_ended(&id, 35 * S).await;
         eprintln!("{url} {room}: {} after {:?}", end["error"], since.elapsed());
         assert_eq!(end["status"], "EGRESS_FAILED", "{end}");
         assert!(end["error"].as_str().unwrap().contains(expected), "{end}");

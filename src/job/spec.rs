@@ -715,6 +715,25 @@ mod tests {
     }
 
     #[test]
+    fn room_composite_audio_and_video_only() {
+        let cfg = Config::default();
+        let mut r = room_req("x");
+        r.audio_only = true;
+        let spec = JobSpec::from_room_request("e", &r, &cfg).unwrap();
+        assert!(spec.video.is_none() && spec.audio.is_some());
+        r.audio_only = false;
+        r.video_only = true;
+        let spec = JobSpec::from_room_request("e", &r, &cfg).unwrap();
+        assert!(spec.video.is_some() && spec.audio.is_none());
+        r.audio_only = true;
+        assert!(matches!(JobSpec::from_room_request("e", &r, &cfg), Err(SpecError::Invalid(_))));
+        let mut r = room_req("x");
+        r.options = Some(proto::room_composite_egress_request::Options::Preset(proto::EncodingOptionsPreset::H2641080p30 as i32));
+        let v = JobSpec::from_room_request("e", &r, &cfg).unwrap().video.unwrap();
+        assert_eq!((v.width, v.height), (1920, 1080));
+    }
+
+    #[test]
     fn bad_room_requests_are_invalid_argument() {
         let cfg = Config::default();
         for room in ["", "  ", "a\nb"] {

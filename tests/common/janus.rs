@@ -158,14 +158,6 @@ impl Drop for Janus {
     fn drop(&mut self) {
         // `ip netns exec` execs janus: this PID is Janus's own.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::reap(&mut self.child, Duration::from_secs(5));
     }
 }

@@ -145,6 +145,21 @@ impl Server {
         }
     }
 
+    /// Polls ListEgress until the egress has ended, however it ended.
+    pub async fn wait_ended(&self, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let info = self.info(id).await;
+            let s = &info["status"];
+            // STARTING is the enum's zero, which protojson leaves out.
+            if !(s.is_null() || s == "EGRESS_STARTING" || s == "EGRESS_ACTIVE" || s == "EGRESS_ENDING") {
+                return info;
+            }
+            assert!(Instant::now() < deadline, "egress {id} not ended within {within:?}: {info}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn wait_segments(&self, id: &str, n: i64, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
@@ -344,4 +359,17 @@ pub async fn newest_segment(server: &Server, id: &str) -> PathBuf {
     let path = server.tmp.path().join("newest-segment.mp4");
     std::fs::write(&path, bytes).unwrap();
     path
+}
+
+/// Waits up to `within` for a child we asked to exit, then kills it; reaped either way.
+pub fn reap(child: &mut Child, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
