@@ -67,7 +67,7 @@ function grid(keys: string[], area: Rect, gap: number): Map<string, Rect> {
   return out;
 }
 
-/** Stage on the left, thumbnails in as few 16:9 columns as fit the height on the right. */
+/** Stage on the left; on the right, thumbnails in the column count that makes them largest. */
 function stageAndStrip(stageKey: string, others: string[], w: number, h: number, gap: number): Map<string, Rect> {
   const out = new Map<string, Rect>();
   if (others.length === 0) {
