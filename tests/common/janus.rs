@@ -19,6 +19,7 @@ fn ip(args: &[&str]) {
 pub struct Netns {
     pub name: String,
     pub ns_if: String,
+    host_if: String,
     pub host_ip: String,
     pub ns_ip: String,
 }
@@ -30,13 +31,14 @@ impl Netns {
         // Interface names are at most 15 characters.
         let tag = format!("rc{}x{n}", pid % 100_000);
         let subnet = format!("10.{}.{}", 200 + (pid / 250) % 50, (pid + n) % 250);
+        let host_if = format!("{tag}h");
         let ns = Netns {
             name: format!("{tag}-ns"),
             ns_if: format!("{tag}n"),
+            host_if: host_if.clone(),
             host_ip: format!("{subnet}.1"),
             ns_ip: format!("{subnet}.2"),
         };
-        let host_if = format!("{tag}h");
         ip(&["netns", "add", &ns.name]);
         ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns.ns_if]);
         ip(&["link", "set", &ns.ns_if, "netns", &ns.name]);
@@ -53,8 +55,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        // Deleting the namespace deletes its end of the veth, and with it ours.
+        // Deleting the namespace deletes its end of the veth, and with it ours, though not
+        // always at once: ours is deleted too (an error if it is gone already).
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip").args(["link", "del", &self.host_if]).stderr(Stdio::null()).status();
     }
 }
 

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Cost of one room composite egress: a real Janus room (in a network namespace of its own, as
+in tests/room_sfu.rs) with N publishers (tests/node/publishers.mjs: one Chromium, a solid colour
+and a tone each), and one roomcast room-composite egress of it to LL-HLS through our template's
+Janus adapter. Prints one table row per run: the egress's cores and PSS (worker, Chromium and
+its children, Xvfb, sound server; not the publishers or Janus, whose cost is shown beside),
+start → ACTIVE / first playable part, delivered fps.
+
+    sudo python3 benches/room_cost.py target/release/roomcast [--participants 4] [--seconds 20]
+
+Needs root (ip netns). Everything it starts is ended by PID, the namespace deleted.
+"""
+import argparse, json, os, signal, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(__file__))
+from egress_cost import CLK, cpu_ticks, free_port, procs_with_env, pss_kb, twirp  # noqa: E402
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOM = "bench-room"
+COLOURS = ["#e62828", "#28c83c", "#2850e6", "#e6c828", "#e628c8", "#28e6e6", "#ffffff", "#808080", "#ff8000"]
+LIB = "/usr/lib/x86_64-linux-gnu/janus"
+
+
+def sh(*args):
+    subprocess.run(args, check=True, capture_output=True)
+
+
+class Janus:
+    """Janus in namespace rcbench<pid>, VideoRoom room ROOM, WebSockets on the namespace's IP."""
+
+    runs = 0
+
+    def __init__(self, tmp):
+        Janus.runs += 1
+        tag = f"rcb{os.getpid() % 10000}x{Janus.runs}"
+        self.ns, self.ns_if, host_if = f"{tag}-ns", f"{tag}n", f"{tag}h"
+        self.host_if = host_if
+        net = f"10.199.{(os.getpid() + Janus.runs) % 250}"
+        self.host_ip, self.ip = f"{net}.1", f"{net}.2"
+        sh("ip", "netns", "add", self.ns)
+        try:
+            sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", self.ns_if)
+            sh("ip", "link", "set", self.ns_if, "netns", self.ns)
+            sh("ip", "addr", "add", f"{self.host_ip}/24", "dev", host_if)
+            sh("ip", "link", "set", host_if, "up")
+            for cmd in (["ip", "addr", "add", f"{self.ip}/24", "dev", self.ns_if], ["ip", "link", "set", self.ns_if, "up"],
+                        ["ip", "link", "set", "lo", "up"], ["ip", "route", "add", "default", "via", self.host_ip]):
+                sh("ip", "netns", "exec", self.ns, *cmd)
+        except subprocess.CalledProcessError:
+            subprocess.run(["ip", "netns", "del", self.ns])
+            subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+            raise
+        conf = os.path.join(tmp, "janus-conf")
+        os.makedirs(conf)
+        with open(f"{conf}/janus.jcfg", "w") as f:
+            f.write(f'''general: {{ configs_folder = "{conf}"
+ plugins_folder = "{LIB}/plugins"
+ transports_folder = "{LIB}/transports"
+ events_folder = "{LIB}/events"
+ loggers_folder = "{LIB}/loggers"
+ debug_level = 3
+ debug_colors = false }}
+media: {{ rtp_port_range = "20000-40000" }}
+nat: {{ ignore_mdns = true
+ ice_enforce_list = "{self.ns_if}" }}
+plugins: {{ disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_echotest.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_textroom.so,libjanus_videocall.so,libjanus_voicemail.so" }}
+transports: {{ disable = "libjanus_http.so,libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so" }}
+loggers: {{ disable = "libjanus_jsonlog.so" }}
+events: {{ broadcast = false }}
+''')
+        with open(f"{conf}/janus.plugin.videoroom.jcfg", "w") as f:
+            f.write(f'general: {{ string_ids = true }}\nroom-{ROOM}: {{ description = "{ROOM}"\n publishers = 16\n'
+                    f' bitrate = 512000\n fir_freq = 10\n audiocodec = "opus"\n videocodec = "vp8" }}\n')
+        with open(f"{conf}/janus.transport.websockets.jcfg", "w") as f:
+            f.write(f'general: {{ json = "plain"\n ws = true\n ws_port = 8188\n ws_ip = "{self.ip}"\n wss = false }}\n'
+                    'admin: { admin_ws = false\n admin_wss = false }\n')
+        self.log = open(os.path.join(tmp, "janus.log"), "w")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "janus", "-o", "-F", conf, "-C", f"{conf}/janus.jcfg"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"ws://{self.ip}:8188"
+        import socket
+        for _ in range(150):
+            try:
+                socket.create_connection((self.ip, 8188), timeout=0.2).close(); return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("room_cost: janus did not start (log in " + self.log.name + ")")
+
+    def close(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill(); self.proc.wait()
+        subprocess.run(["ip", "netns", "del", self.ns])
+        # The pair goes with the namespace, but not always at once: make sure.
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
+
+
+def cost(pids, seconds):
+    before = {p: cpu_ticks(p) for p in pids}
+    t0 = time.monotonic(); pss = []
+    while time.monotonic() - t0 < seconds:
+        pss.append(sum(pss_kb(p) for p in pids) / 1024); time.sleep(1)
+    wall = time.monotonic() - t0
+    ticks = sum(cpu_ticks(p) - before[p] for p in pids if before[p] is not None and cpu_ticks(p) is not None)
+    return ticks / CLK / wall, statistics.median(pss)
+
+
+def run(binary, participants, seconds, warmup):
+    tmp = tempfile.mkdtemp(prefix="roomcast-roombench-")
+    pub_tmp = tempfile.mkdtemp(prefix="roomcast-roombench-pub-")
+    janus = Janus(tmp)
+    server = publishers = None
+    try:
+        port = free_port(); url = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out", ROOMCAST_TEMPLATES_DIR=os.path.join(REPO, "templates"),
+                   LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG="warn",
+                   ROOMCAST_SFU="janus", ROOMCAST_SFU_URL=janus.url)
+        server = subprocess.Popen([binary, "serve", "--bind", f"127.0.0.1:{port}"], env=env, stderr=open(f"{tmp}/serve.log", "w"))
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/healthz", timeout=1); break
+            except OSError:
+                time.sleep(0.1)
+        token = subprocess.check_output([binary, "token"], env=env).decode().strip()
+        cfg = {"templates": f"{url}/templates", "sfu": "janus", "url": janus.url, "room": ROOM, "exclude": [janus.ip],
+               "publishers": [{"name": f"P{i + 1}", "color": COLOURS[i % len(COLOURS)], "freq": 300 + 110 * i} for i in range(participants)]}
+        publishers = subprocess.Popen(["node", os.path.join(REPO, "tests/node/publishers.mjs"), json.dumps(cfg)],
+                                      cwd=os.path.join(REPO, "tests/node"), env=dict(os.environ, TMPDIR=pub_tmp),
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        published = 0
+        for line in publishers.stdout:
+            ev = json.loads(line)
+            if ev["event"] == "error":
+                raise SystemExit(f"room_cost: publisher failed: {ev}")
+            if ev["event"] == "published":
+                published += 1
+            if ev["event"] == "ready":
+                break
+        assert published == participants, f"{published} of {participants} published"
+        t0 = time.monotonic()
+        info = twirp(url, "StartRoomCompositeEgress", {"room_name": ROOM, "layout": "grid", "segment_outputs": [{}]}, token)
+        eid = info["egressId"]
+        part_at = []
+
+        def first_part():
+            while time.monotonic() - t0 < 40:
+                try:
+                    urllib.request.urlopen(f"{url}/hls/{eid}/live.m3u8", timeout=10).read()
+                    part_at.append(time.monotonic() - t0); return
+                except OSError:
+                    time.sleep(0.02)
+        waiter = threading.Thread(target=first_part); waiter.start()
+        active = None
+        while active is None and time.monotonic() - t0 < 40:
+            i = twirp(url, "ListEgress", {"egress_id": eid}, token)["items"][0]
+            if i.get("status") == "EGRESS_ACTIVE":
+                active = time.monotonic() - t0
+            if i.get("status") == "EGRESS_FAILED":
+                raise SystemExit(f"room_cost: egress failed: {i.get('error')}")
+            time.sleep(0.02)
+        waiter.join()
+        time.sleep(warmup)
+        egress = procs_with_env(f"TMPDIR={tmp}", {server.pid})
+        others = procs_with_env(f"TMPDIR={pub_tmp}", set()) + [janus.proc.pid]
+        # Both measured over the same seconds.
+        res = {}
+        t = threading.Thread(target=lambda: res.update(others=cost(others, seconds))); t.start()
+        cores, pss = cost(egress, seconds)
+        t.join()
+        twirp(url, "StopEgress", {"egress_id": eid}, token)
+        for _ in range(150):
+            if twirp(url, "ListEgress", {"egress_id": eid}, token)["items"][0].get("status") in ("EGRESS_COMPLETE", "EGRESS_FAILED"):
+                break
+            time.sleep(0.2)
+        pr = json.loads(subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v", "-show_entries",
+                                        "stream=nb_read_frames:format=duration", "-of", "json", f"{tmp}/out/{eid}/playlist.m3u8"],
+                                       capture_output=True).stdout or b"{}")
+        fps = int(pr["streams"][0]["nb_read_frames"]) / float(pr["format"]["duration"]) if pr.get("streams") else float("nan")
+        return dict(cores=cores, pss=pss, active=active, part=part_at[0] if part_at else float("nan"), fps=fps,
+                    others=res["others"])
+    finally:
+        if publishers:
+            try:
+                publishers.stdin.close(); publishers.wait(timeout=15)
+            except (subprocess.TimeoutExpired, BrokenPipeError):
+                publishers.kill()
+        if server:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        for p in procs_with_env(f"TMPDIR={tmp}", set()) + procs_with_env(f"TMPDIR={pub_tmp}", set()):
+            os.kill(p, signal.SIGKILL)
+        janus.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("binary"); ap.add_argument("--participants", default="4", help="comma-separated, e.g. 4,9")
+    ap.add_argument("--seconds", type=int, default=20); ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=1)
+    a = ap.parse_args()
+    print("| participants | egress cores | egress PSS (MB) | fps | start → ACTIVE (s) | start → first part (s) | publishers + Janus cores, PSS (MB) |")
+    print("|---|---|---|---|---|---|---|")
+    for n in [int(x) for x in a.participants.split(",")]:
+        for _ in range(a.repeat):
+            r = run(a.binary, n, a.seconds, a.warmup)
+            oc, op = r["others"]
+            print(f"| {n} | {r['cores']:.2f} | {r['pss']:.0f} | {r['fps']:.1f} | {r['active']:.2f} | {r['part']:.2f} | {oc:.2f}, {op:.0f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
