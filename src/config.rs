@@ -40,6 +40,34 @@ pub struct Config {
     pub audio: AudioConfig,
     pub timeouts: Timeouts,
     pub room: RoomConfig,
+    pub stream: StreamConfig,
+}
+
+/// Stream outputs' (RTMP/SRT) reconnection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    /// First wait before reconnecting, doubled after each failure up to `reconnect_max_ms`.
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// Give a URL up (FAILED) after failing this long; 0: keep trying while the egress runs.
+    pub give_up_secs: u64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self { reconnect_initial_ms: 500, reconnect_max_ms: 10_000, give_up_secs: 0 }
+    }
+}
+
+impl StreamConfig {
+    pub fn retry(&self) -> crate::output::stream::Retry {
+        crate::output::stream::Retry {
+            initial: std::time::Duration::from_millis(self.reconnect_initial_ms),
+            max: std::time::Duration::from_millis(self.reconnect_max_ms.max(self.reconnect_initial_ms)),
+            give_up: (self.give_up_secs > 0).then(|| std::time::Duration::from_secs(self.give_up_secs)),
+        }
+    }
 }
 
 /// Which SFU's web SDK the room templates join with.
@@ -330,6 +358,7 @@ impl Default for Config {
             audio: AudioConfig::default(),
             timeouts: Timeouts::default(),
             room: RoomConfig::default(),
+            stream: StreamConfig::default(),
         }
     }
 }

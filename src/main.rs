@@ -60,6 +60,9 @@ enum Cmd {
     /// Internal: one egress in a child process, driven by `serve` over stdin/stdout.
     #[command(hide = true)]
     Worker,
+    /// Internal: one stream output (RTMP/SRT) fed fragmented MP4 on stdin by `serve`.
+    #[command(hide = true)]
+    Push,
 }
 
 fn init_logging() {
@@ -79,6 +82,13 @@ async fn main() -> Result<()> {
             let result = worker::ipc::child_main().await;
             if let Err(e) = &result {
                 eprintln!("roomcast worker: {e:#}");
+            }
+            std::process::exit(i32::from(result.is_err()));
+        }
+        Cmd::Push => {
+            let result = roomcast::output::push::child_main();
+            if let Err(e) = &result {
+                eprintln!("roomcast push: {e:#}");
             }
             std::process::exit(i32::from(result.is_err()));
         }

@@ -114,7 +114,7 @@ async fn bad_input_gets_twirp_errors() {
         ("garbage protobuf", "StartWebEgress", "\u{ff}\u{ff}\u{ff}".into(), Some(token(true)), "application/protobuf", 400, "malformed"),
         ("unknown egress", "StopEgress", json!({"egress_id": "EG_nope"}).to_string(), Some(token(true)), "application/json", 404, "not_found"),
         ("unknown method", "Frobnicate", "{}".into(), Some(token(true)), "application/json", 404, "bad_route"),
-        ("not yet", "UpdateStream", "{}".into(), Some(token(true)), "application/json", 501, "unimplemented"),
+        ("not yet", "StartEgress", "{}".into(), Some(token(true)), "application/json", 501, "unimplemented"),
     ];
     for (what, method, body, tok, ct, want_status, want_code) in cases {
         let (status, err) = server.twirp_raw(method, &body, tok.as_deref(), ct).await;

@@ -45,7 +45,7 @@ impl From<JobError> for TwirpError {
 }
 
 /// Methods of the Egress service that roomcast does not serve yet.
-const NOT_YET: &[&str] = &["StartEgress", "StartParticipantEgress", "StartTrackCompositeEgress", "StartTrackEgress", "UpdateStream"];
+const NOT_YET: &[&str] = &["StartEgress", "StartParticipantEgress", "StartTrackCompositeEgress", "StartTrackEgress"];
 
 async fn handle(State(st): State<ApiState>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     match dispatch(&st, &method, &headers, &body) {
@@ -68,7 +68,7 @@ fn capture_override(headers: &HeaderMap) -> Result<Option<CaptureBackend>, Twirp
 }
 
 fn dispatch(st: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> Result<Response, TwirpError> {
-    let known = matches!(method, "StartWebEgress" | "StartRoomCompositeEgress" | "UpdateLayout" | "ListEgress" | "StopEgress")
+    let known = matches!(method, "StartWebEgress" | "StartRoomCompositeEgress" | "UpdateLayout" | "UpdateStream" | "ListEgress" | "StopEgress")
         || NOT_YET.contains(&method);
     if !known {
         return Err(TwirpError::new("bad_route", format!("no such method: livekit.Egress/{method}")));
@@ -90,6 +90,13 @@ fn dispatch(st: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> Re
                 return Err(TwirpError::new("invalid_argument", "egress_id is required"));
             }
             Ok(codec.encode(&st.jobs.update_layout(&req.egress_id, &req.layout)?))
+        }
+        "UpdateStream" => {
+            let req: proto::UpdateStreamRequest = codec.decode(body)?;
+            if req.egress_id.is_empty() {
+                return Err(TwirpError::new("invalid_argument", "egress_id is required"));
+            }
+            Ok(codec.encode(&st.jobs.update_stream(&req)?))
         }
         "ListEgress" => {
             let req: proto::ListEgressRequest = codec.decode(body)?;

@@ -19,6 +19,8 @@ use crate::media::FrameStats;
 use crate::metrics::Metrics;
 use crate::output::hls::stream::{Registry, Stream};
 use crate::output::hls::HlsWriter;
+use crate::output::file::FileOutputs;
+use crate::output::stream::StreamOutputs;
 use crate::worker::ipc::FromWorker;
 use crate::worker::process::WorkerProcess;
 use crate::worker::{WarmSpec, WorkerCommand, WorkerEvent};
@@ -27,6 +29,8 @@ enum Control {
     Stop,
     /// A room composite's new layout, for its page.
     Layout(String),
+    /// UpdateStream: stream URLs to add and to remove (checked).
+    Streams { add: Vec<String>, remove: Vec<String> },
 }
 
 struct Entry {
@@ -187,7 +191,7 @@ impl JobManager {
 
     fn start(self: &Arc<Self>, spec: JobSpec, request: proto::egress_info::Request) -> Result<proto::EgressInfo, JobError> {
         let id = spec.egress_id.clone();
-        let segments = spec.hls.as_ref().map(|h| {
+        let segments = spec.hls.as_ref().filter(|_| spec.serve_hls).map(|h| {
             let base = format!("{}/hls/{id}", self.cfg.public_url());
             proto::SegmentsInfo {
                 playlist_name: h.playlist_name.clone(),
@@ -197,7 +201,8 @@ impl JobManager {
                 ..Default::default()
             }
         });
-        let state = JobState::new(&id, request, segments);
+        let mut state = JobState::new(&id, request, segments);
+        state.set_streams(spec.streams.iter().map(|u| proto::StreamInfo { url: crate::output::stream::redact(u), ..Default::default() }).collect());
         let info = state.info().clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let mut jobs = self.jobs();
@@ -206,7 +211,7 @@ impl JobManager {
             return Err(JobError::Unavailable(format!("at capacity: {live} egresses running on this node")));
         }
         // Registered before the API answers, so players may ask for the playlist at once.
-        let stream = spec.hls.as_ref().map(|h| {
+        let stream = spec.hls.as_ref().filter(|_| spec.serve_hls).map(|h| {
             let stream = Stream::new(&id, self.cfg.output_dir.join(&id), &spec.timing(h), spec.video.as_ref(), spec.audio_kbps(), h);
             self.streams.insert(Arc::clone(&stream));
             tokio::spawn(Arc::clone(&stream).watchdog());
@@ -217,6 +222,34 @@ impl JobManager {
         jobs.map.insert(id.clone(), Entry { state, control: tx, task: Some(task) });
         info!(egress_id = %id, "egress starting");
         Ok(info)
+    }
+
+    /// UpdateStream: adds and removes stream URLs of a live egress.
+    pub fn update_stream(&self, req: &proto::UpdateStreamRequest) -> Result<proto::EgressInfo, JobError> {
+        let check = |u: &String| super::spec::stream_url(u, 0).map_err(JobError::from);
+        let add = req.add_output_urls.iter().map(check).collect::<Result<Vec<_>, _>>()?;
+        let remove = req.remove_output_urls.iter().map(check).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = self.jobs();
+        let entry = jobs.map.get_mut(&req.egress_id).ok_or_else(|| JobError::NotFound(format!("egress {} not found", req.egress_id)))?;
+        if !matches!(entry.state.status(), proto::EgressStatus::EgressStarting | proto::EgressStatus::EgressActive) {
+            return Err(JobError::FailedPrecondition(format!(
+                "egress with status {} cannot be updated",
+                entry.state.status().as_str_name()
+            )));
+        }
+        let live = entry.state.live_stream_urls();
+        for u in &remove {
+            if !live.contains(&crate::output::stream::redact(u)) {
+                return Err(JobError::InvalidArgument(format!("egress is not streaming to {}", crate::output::stream::redact(u))));
+            }
+        }
+        if live.len() + add.len() > super::spec::MAX_STREAM_URLS + remove.len() {
+            return Err(JobError::InvalidArgument(format!("at most {} stream urls per egress", super::spec::MAX_STREAM_URLS)));
+        }
+        entry.state.end_streams(&remove.iter().map(|u| crate::output::stream::redact(u)).collect::<Vec<_>>());
+        entry.state.add_streams(&add);
+        let _ = entry.control.send(Control::Streams { add, remove });
+        Ok(entry.state.info().clone())
     }
 
     /// Switches a live room composite to `layout`: its page is told at once, and for LiveKit
@@ -339,14 +372,15 @@ impl JobManager {
         control: mpsc::UnboundedReceiver<Control>,
     ) {
         let id = spec.egress_id.clone();
-        let Some(stream) = stream else {
-            self.finish(&id, |s| s.fail("no output"));
-            return;
+        let hls = match stream.map(|s| HlsWriter::new(Arc::clone(&s))).transpose() {
+            Ok(hls) => hls,
+            Err(e) => return self.finish(&id, |s| s.fail(&format!("output: {e:#}"))),
         };
-        match HlsWriter::new(Arc::clone(&stream)) {
-            Ok(hls) => self.run_worker(spec, hls, control).await,
-            Err(e) => self.finish(&id, |s| s.fail(&format!("output: {e:#}"))),
-        }
+        let tracks = (spec.video.is_some(), spec.audio.is_some());
+        let outputs = StreamOutputs::new(&spec.streams, tracks, self.cfg.stream.retry());
+        let opus = spec.audio.as_ref().is_some_and(|a| a.codec == crate::job::spec::AudioCodec::Opus);
+        let files = FileOutputs::new(&self.cfg.output_dir.join(&id), &spec.files, &spec.images, tracks, opus);
+        self.run_worker(spec, hls, outputs, files, control).await;
         let streams = Arc::clone(&self.streams);
         tokio::spawn(async move {
             tokio::time::sleep(STREAM_LINGER).await;
@@ -354,7 +388,14 @@ impl JobManager {
         });
     }
 
-    async fn run_worker(self: &Arc<Self>, spec: JobSpec, mut hls: HlsWriter, mut control: mpsc::UnboundedReceiver<Control>) {
+    async fn run_worker(
+        self: &Arc<Self>,
+        spec: JobSpec,
+        mut hls: Option<HlsWriter>,
+        mut outputs: StreamOutputs,
+        mut files: FileOutputs,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) {
         let id = spec.egress_id.clone();
         let warm = match self.take_warm(&spec) {
             Some((mut w, rx)) => match w.assign(&spec).await {
@@ -390,8 +431,18 @@ impl JobManager {
                     Some(FromWorker::Event(WorkerEvent::Stats(now))) => {
                         self.metrics.frames(&id, &frames, &now);
                         frames = now;
+                        let infos = outputs.infos();
+                        let (file_infos, image_infos) = files.infos();
+                        self.update(&id, |s| {
+                            s.update_streams(infos);
+                            s.set_files(file_infos, image_infos);
+                        });
                     }
                     Some(FromWorker::Event(WorkerEvent::Media(m))) => {
+                        // Stream and file outputs first: they only queue or append, never wait.
+                        outputs.push(&m);
+                        files.push(&m);
+                        let Some(hls) = hls.as_mut() else { continue };
                         match hls.push(m) {
                             Ok(()) => self.update(&id, |s| s.set_segments(hls.stats())),
                             Err(e) if output_error.is_none() => {
@@ -416,6 +467,28 @@ impl JobManager {
                         deadline.get_or_insert(tokio::time::Instant::now() + stop_grace);
                     }
                     Some(Control::Layout(layout)) => worker.command(&WorkerCommand::Layout { layout }).await,
+                    Some(Control::Streams { add, remove }) => {
+                        let mut ended = vec![];
+                        for u in &remove {
+                            if outputs.remove(u) {
+                                ended.push(crate::output::stream::redact(u));
+                            }
+                        }
+                        for u in &add {
+                            outputs.add(u);
+                        }
+                        let infos = outputs.infos();
+                        self.update(&id, |s| {
+                            s.end_streams(&ended);
+                            s.update_streams(infos);
+                        });
+                        // Nothing left to send to: the egress is done (LiveKit: "All streams stopped").
+                        if hls.is_none() && outputs.is_empty() && files.is_empty() {
+                            stop_requested = true;
+                            worker.request_stop().await;
+                            deadline.get_or_insert(tokio::time::Instant::now() + stop_grace);
+                        }
+                    }
                     None => control_open = false,
                 },
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
@@ -433,10 +506,17 @@ impl JobManager {
             }
         };
         self.metrics.remove(&id);
-        let finalised = hls.finish().map_err(|e| format!("hls output: {e:#}"));
-        let stats = hls.stats();
+        let finalised = hls.as_mut().map(|h| h.finish().map_err(|e| format!("hls output: {e:#}"))).unwrap_or(Ok(()));
+        let stats = hls.as_ref().map(|h| h.stats());
+        let streams = outputs.finish(Duration::from_secs(10)).await;
+        let (file_infos, image_infos, file_error) = files.finish().await;
+        let output_error = output_error.or(file_error);
         self.finish(&id, |s| {
-            s.set_segments(stats);
+            if let Some(stats) = stats {
+                s.set_segments(stats);
+            }
+            s.update_streams(streams);
+            s.set_files(file_infos, image_infos);
             match (last_word, output_error.or(finalised.err())) {
                 (Some(Some(e)), _) => s.fail(&e),
                 (_, Some(e)) => s.fail(&e),

@@ -203,6 +203,20 @@ pub struct JobSpec {
     /// Set for room composites: the room the template joins.
     #[serde(default)]
     pub room: Option<RoomSpec>,
+    /// Whether `hls` is an output (a segment output was asked for) or only the muxer's grid.
+    #[serde(default = "yes")]
+    pub serve_hls: bool,
+    /// RTMP(S)/SRT URLs the supervisor pushes the main rendition to (checked).
+    #[serde(default)]
+    pub streams: Vec<String>,
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    #[serde(default)]
+    pub images: Vec<ImageSpec>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The room a room-composite template joins.
@@ -220,12 +234,15 @@ macro_rules! outputs_of {
         use $Output as O;
         let mut o = Outputs {
             segments: $req.segment_outputs.iter().collect(),
-            file: !$req.file_outputs.is_empty() || matches!($req.output, Some(O::File(_))),
-            stream: !$req.stream_outputs.is_empty() || matches!($req.output, Some(O::Stream(_))),
-            image: !$req.image_outputs.is_empty(),
+            files: $req.file_outputs.iter().collect(),
+            streams: $req.stream_outputs.iter().collect(),
+            images: $req.image_outputs.iter().collect(),
         };
-        if let Some(O::Segments(s)) = &$req.output {
-            o.segments.push(s);
+        match &$req.output {
+            Some(O::Segments(s)) => o.segments.push(s),
+            Some(O::Stream(s)) => o.streams.push(s),
+            Some(O::File(f)) => o.files.push(f),
+            None => {}
         }
         o
     }};
@@ -234,27 +251,162 @@ macro_rules! outputs_of {
 /// The outputs a request names, whichever request it is.
 struct Outputs<'a> {
     segments: Vec<&'a proto::SegmentedFileOutput>,
-    file: bool,
-    stream: bool,
-    image: bool,
+    files: Vec<&'a proto::EncodedFileOutput>,
+    streams: Vec<&'a proto::StreamOutput>,
+    images: Vec<&'a proto::ImageOutput>,
+}
+
+/// A file output's container.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// MP4 (H.264 + AAC or Opus), fragmented while written, index first once finished.
+    Mp4,
+    /// Ogg/Opus, the sound alone.
+    Ogg,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileSpec {
+    /// Relative to the egress's folder.
+    pub filepath: String,
+    pub kind: FileKind,
+}
+
+/// How snapshot files are named (LiveKit's `ImageFileSuffix`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageSuffix {
+    Index,
+    Timestamp,
+    Overwrite,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageSpec {
+    /// Relative to the egress's folder.
+    pub filename_prefix: String,
+    pub interval_secs: u32,
+    pub width: u32,
+    pub height: u32,
+    pub suffix: ImageSuffix,
+}
+
+/// Stream URLs one egress may push to at once.
+pub const MAX_STREAM_URLS: usize = 10;
+
+/// Checks a stream URL for a request (its scheme against the output's protocol, if named).
+pub fn stream_url(url: &str, protocol: i32) -> Result<String, SpecError> {
+    let url = crate::output::stream::check_url(url).map_err(SpecError::Invalid)?;
+    use proto::StreamProtocol as P;
+    let srt = url.starts_with("srt:");
+    match P::try_from(protocol).map_err(|_| invalid("unknown stream protocol"))? {
+        P::DefaultProtocol => Ok(url),
+        P::Rtmp if !srt => Ok(url),
+        P::Srt if srt => Ok(url),
+        P::Rtmp | P::Srt => Err(invalid(format!("stream url {:?} does not match its protocol", crate::output::stream::redact(&url)))),
+        other => Err(SpecError::Unsupported(format!("stream protocol {} is not supported", other.as_str_name()))),
+    }
 }
 
 impl<'a> Outputs<'a> {
-    /// The one segment output roomcast serves so far; anything else is refused clearly.
-    fn segment(self) -> Result<&'a proto::SegmentedFileOutput, SpecError> {
-        if self.file {
-            return Err(SpecError::Unsupported("file outputs are not available yet".into()));
-        }
-        if self.stream {
-            return Err(SpecError::Unsupported("stream outputs are not available yet".into()));
-        }
-        if self.image {
-            return Err(SpecError::Unsupported("image outputs are not available yet".into()));
-        }
+    /// The segment output (at most one) and the stream URLs.
+    fn check(&self) -> Result<(Option<&'a proto::SegmentedFileOutput>, Vec<String>), SpecError> {
         if self.segments.len() > 1 {
             return Err(invalid("at most one segment output per egress"));
         }
-        self.segments.first().copied().ok_or_else(|| invalid("no output: add a segment_outputs entry"))
+        let mut urls = vec![];
+        for s in &self.streams {
+            if s.urls.is_empty() {
+                return Err(invalid("a stream output needs at least one url"));
+            }
+            for u in &s.urls {
+                let u = stream_url(u, s.protocol)?;
+                if !urls.contains(&u) {
+                    urls.push(u);
+                }
+            }
+        }
+        if urls.len() > MAX_STREAM_URLS {
+            return Err(invalid(format!("at most {MAX_STREAM_URLS} stream urls per egress")));
+        }
+        if self.segments.is_empty() && urls.is_empty() && self.files.is_empty() && self.images.is_empty() {
+            return Err(invalid("no output: add a segment, stream, file or image output"));
+        }
+        Ok((self.segments.first().copied(), urls))
+    }
+
+    /// The file outputs (at most one), for a picture or not.
+    fn files(&self, has_video: bool) -> Result<Vec<FileSpec>, SpecError> {
+        if self.files.len() > 1 {
+            return Err(invalid("at most one file output per egress"));
+        }
+        let now = crate::clock::file_stamp(crate::clock::unix_secs());
+        let mut out = vec![];
+        for f in &self.files {
+            if f.output.is_some() {
+                return Err(SpecError::Unsupported("cloud uploads (s3/gcp/azure/aliOSS) are not supported: files are written to the egress's folder".into()));
+            }
+            use proto::EncodedFileType as T;
+            let kind = match T::try_from(f.file_type).map_err(|_| invalid("unknown file_type"))? {
+                T::DefaultFiletype if has_video => FileKind::Mp4,
+                T::DefaultFiletype => FileKind::Ogg,
+                T::Mp4 => FileKind::Mp4,
+                T::Ogg if has_video => return Err(invalid("OGG files hold sound only: use MP4 with a picture, or audio_only")),
+                T::Ogg => FileKind::Ogg,
+                other => return Err(SpecError::Unsupported(format!("file type {} is not supported", other.as_str_name()))),
+            };
+            let ext = match kind {
+                FileKind::Mp4 => ".mp4",
+                FileKind::Ogg => ".ogg",
+            };
+            let default = format!("recording-{{time}}{ext}");
+            let filepath = output_name(&f.filepath, &default, "filepath", &now)?;
+            if !filepath.ends_with(ext) {
+                return Err(invalid(format!("filepath {filepath:?} must end in {ext}")));
+            }
+            out.push(FileSpec { filepath, kind });
+        }
+        Ok(out)
+    }
+
+    /// The image outputs, sized against the picture.
+    fn images(&self, video: Option<&VideoSpec>) -> Result<Vec<ImageSpec>, SpecError> {
+        if self.images.len() > 4 {
+            return Err(invalid("at most 4 image outputs per egress"));
+        }
+        let mut out = vec![];
+        for i in &self.images {
+            let Some(v) = video else { return Err(invalid("image outputs need a picture (not audio_only)")) };
+            if i.output.is_some() {
+                return Err(SpecError::Unsupported("cloud uploads are not supported: images are written to the egress's folder".into()));
+            }
+            if proto::ImageCodec::try_from(i.image_codec).map_err(|_| invalid("unknown image_codec"))? != proto::ImageCodec::IcDefault
+                && i.image_codec != proto::ImageCodec::IcJpeg as i32
+            {
+                return Err(SpecError::Unsupported("image codec: JPEG only".into()));
+            }
+            let (width, height) = match (i.width, i.height) {
+                (0, 0) => (v.width, v.height),
+                (w, h) if (16..=3840).contains(&w) && (16..=3840).contains(&h) && w % 2 == 0 && h % 2 == 0 => (w as u32, h as u32),
+                _ => return Err(invalid("image width and height must be even and within 16..=3840 (or both 0: the picture's size)")),
+            };
+            let interval_secs = match i.capture_interval {
+                0 => 10,
+                n if n <= 3600 => n,
+                _ => return Err(invalid("capture_interval must be at most 3600 seconds")),
+            };
+            use proto::ImageFileSuffix as X;
+            let suffix = match X::try_from(i.filename_suffix).map_err(|_| invalid("unknown filename_suffix"))? {
+                X::ImageSuffixIndex => ImageSuffix::Index,
+                X::ImageSuffixTimestamp => ImageSuffix::Timestamp,
+                X::ImageSuffixNoneOverwrite => ImageSuffix::Overwrite,
+            };
+            let now = crate::clock::file_stamp(crate::clock::unix_secs());
+            let filename_prefix = output_name(&i.filename_prefix, "image", "filename_prefix", &now)?;
+            out.push(ImageSpec { filename_prefix, interval_secs, width, height, suffix });
+        }
+        Ok(out)
     }
 }
 
@@ -518,17 +670,39 @@ impl JobSpec {
         if audio_only && video_only {
             return Err(invalid("audio_only and video_only cannot both be set"));
         }
-        let seg = outputs.segment()?;
+        let (seg, streams) = outputs.check()?;
+        let has_video = !audio_only;
+        // Without a segment output the muxer still cuts on the HLS grid (stream outputs take
+        // its chunks), but nothing is served or written.
+        let default_seg = proto::SegmentedFileOutput::default();
         // Checked even for audio_only, so a bad request is refused the same either way.
         let video = video_spec(encoding, cfg)?;
-        let audio = if video_only { None } else { Some(audio_spec(encoding, cfg)?) };
+        let files = outputs.files(has_video)?;
+        let mut audio = if video_only { None } else { Some(audio_spec(encoding, cfg)?) };
         let video = if audio_only { None } else { Some(video) };
+        let images = outputs.images(video.as_ref())?;
+        if files.iter().any(|f| f.kind == FileKind::Ogg) {
+            // An Ogg file holds Opus: the egress's sound is Opus (unless AAC was asked for).
+            let asked_aac = matches!(encoding, Encoding::Advanced(a) if a.audio_codec == proto::AudioCodec::Aac as i32);
+            match audio.as_mut() {
+                None => return Err(invalid("an OGG file needs sound (not video_only)")),
+                Some(_) if asked_aac => return Err(invalid("an OGG file holds Opus: audio_codec AAC cannot go in it")),
+                Some(a) => a.codec = AudioCodec::Opus,
+            }
+        }
+        if !streams.is_empty() && audio.as_ref().is_some_and(|a| a.codec == AudioCodec::Opus) && streams.iter().any(|u| !u.starts_with("srt:")) {
+            return Err(invalid("RTMP carries AAC sound, not Opus"));
+        }
         Ok(JobSpec {
             egress_id: egress_id.to_string(),
             url,
             await_start_signal: false,
             start_timeout_secs: cfg.timeouts.start_secs,
-            hls: Some(hls_spec(seg, video.as_ref(), cfg)?),
+            hls: Some(hls_spec(seg.unwrap_or(&default_seg), video.as_ref(), cfg)?),
+            serve_hls: seg.is_some(),
+            streams,
+            files,
+            images,
             video,
             audio,
             browser: BrowserSpec::from_config(cfg),
@@ -747,7 +921,14 @@ mod tests {
         assert!(matches!(JobSpec::from_room_request("e", &r, &cfg), Err(SpecError::Invalid(_))));
         let mut r = room_req("x");
         r.stream_outputs.push(Default::default());
-        assert!(matches!(JobSpec::from_room_request("e", &r, &cfg), Err(SpecError::Unsupported(_))));
+        assert!(matches!(JobSpec::from_room_request("e", &r, &cfg), Err(SpecError::Invalid(_))), "a stream output without urls");
+        r.stream_outputs[0].urls = vec!["rtmp://h/app/key".into()];
+        r.stream_outputs[0].protocol = proto::StreamProtocol::Srt as i32;
+        assert!(matches!(JobSpec::from_room_request("e", &r, &cfg), Err(SpecError::Invalid(_))), "scheme against protocol");
+        r.stream_outputs[0].protocol = proto::StreamProtocol::Rtmp as i32;
+        r.segment_outputs.clear();
+        let spec = JobSpec::from_room_request("e", &r, &cfg).unwrap();
+        assert_eq!((spec.streams.len(), spec.serve_hls), (1, false));
     }
 
     #[test]

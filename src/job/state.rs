@@ -13,6 +13,29 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// The request as EgressInfo shows it: stream keys redacted.
+#[allow(deprecated)]
+fn redacted(mut request: proto::egress_info::Request) -> proto::egress_info::Request {
+    use crate::output::stream::redact;
+    let fix = |outs: &mut Vec<proto::StreamOutput>| outs.iter_mut().for_each(|o| o.urls.iter_mut().for_each(|u| *u = redact(u)));
+    match &mut request {
+        proto::egress_info::Request::Web(r) => {
+            fix(&mut r.stream_outputs);
+            if let Some(proto::web_egress_request::Output::Stream(o)) = &mut r.output {
+                o.urls.iter_mut().for_each(|u| *u = redact(u));
+            }
+        }
+        proto::egress_info::Request::RoomComposite(r) => {
+            fix(&mut r.stream_outputs);
+            if let Some(proto::room_composite_egress_request::Output::Stream(o)) = &mut r.output {
+                o.urls.iter_mut().for_each(|u| *u = redact(u));
+            }
+        }
+        _ => {}
+    }
+    request
+}
+
 #[derive(Debug, Clone)]
 pub struct JobState {
     info: proto::EgressInfo,
@@ -24,6 +47,7 @@ impl JobState {
             proto::egress_info::Request::RoomComposite(r) => r.room_name.clone(),
             _ => String::new(),
         };
+        let request = redacted(request);
         let info = proto::EgressInfo {
             egress_id: egress_id.to_string(),
             room_name,
@@ -124,6 +148,55 @@ impl JobState {
             }
             _ => false,
         }
+    }
+
+    /// The stream outputs' states as the request named them (status ACTIVE, not started).
+    pub fn set_streams(&mut self, infos: Vec<proto::StreamInfo>) {
+        self.info.stream_results = infos;
+    }
+
+    /// Newly added stream URLs, shown redacted until their first report.
+    pub fn add_streams(&mut self, urls: &[String]) {
+        for u in urls {
+            let url = crate::output::stream::redact(u);
+            if !self.info.stream_results.iter().any(|s| s.url == url && s.ended_at == 0) {
+                self.info.stream_results.push(proto::StreamInfo { url, ..Default::default() });
+            }
+        }
+    }
+
+    /// URLs (redacted) still streaming.
+    pub fn live_stream_urls(&self) -> Vec<String> {
+        self.info.stream_results.iter().filter(|s| s.ended_at == 0).map(|s| s.url.clone()).collect()
+    }
+
+    /// Removed URLs: FINISHED now (their task finishes in the background).
+    pub fn end_streams(&mut self, urls: &[String]) {
+        let now = now_ns();
+        for s in self.info.stream_results.iter_mut().filter(|s| s.ended_at == 0 && urls.contains(&s.url)) {
+            s.status = proto::stream_info::Status::Finished as i32;
+            s.ended_at = now;
+            if s.started_at > 0 {
+                s.duration = now - s.started_at;
+            }
+        }
+    }
+
+    /// The live outputs' reports replace their entries; ended entries stay as they were.
+    pub fn update_streams(&mut self, infos: Vec<proto::StreamInfo>) {
+        for i in infos {
+            match self.info.stream_results.iter_mut().find(|s| s.url == i.url && s.ended_at == 0) {
+                Some(s) => *s = i,
+                None => self.info.stream_results.push(i),
+            }
+        }
+        self.info.updated_at = now_ns();
+    }
+
+    /// File and image outputs' states.
+    pub fn set_files(&mut self, files: Vec<proto::FileInfo>, images: Vec<proto::ImagesInfo>) {
+        self.info.file_results = files;
+        self.info.image_results = images;
     }
 
     pub fn set_segments(&mut self, stats: HlsStats) {

@@ -6,6 +6,7 @@
 
 pub mod av;
 pub mod janus;
+pub mod nginx;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
