@@ -1,0 +1,156 @@
+//! File and image outputs of the real roomcast (Chromium, GStreamer), checked with ffprobe and
+//! ffmpeg: an MP4 that plays while it is written, survives its worker's SIGKILL and is
+//! seekable after a normal stop; Ogg/Opus for audio only; JPEG snapshots at an interval.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const S: Duration = Duration::from_secs(1);
+
+/// Decoded video frames of a file (ffprobe counting them).
+fn frames(path: &std::path::Path) -> f64 {
+    let probe = ffprobe(&path.display().to_string());
+    video_stream(&probe)["nb_read_frames"].as_str().unwrap().parse().unwrap()
+}
+
+/// Where the moov box sits among the top-level boxes (its index), and how many moofs follow.
+fn top_boxes(path: &std::path::Path) -> Vec<String> {
+    let data = std::fs::read(path).unwrap();
+    let mut at = 0usize;
+    let mut boxes = vec![];
+    while at + 8 <= data.len() {
+        let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        boxes.push(String::from_utf8_lossy(&data[at + 4..at + 8]).into_owned());
+        let size = if size == 1 { u64::from_be_bytes(data[at + 8..at + 16].try_into().unwrap()) as usize } else { size };
+        if size < 8 {
+            break;
+        }
+        at += size;
+    }
+    boxes
+}
+
+/// Issue 7 (3), (5): an MP4 file output plays while the egress still runs (fragments on disk),
+/// still plays after the worker is killed with SIGKILL (every fragment written so far), and
+/// after a normal stop is an MP4 with its index first that seeks; FileInfo reports it.
+#[tokio::test(flavor = "multi_thread")]
+async fn mp4_survives_sigkill_and_is_seekable_after_stop() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+
+    // Normal stop.
+    let id = server
+        .start_egress(json!({"url": server.page("demo/animated.html"), "file_outputs": [{"filepath": "rec/take1.mp4"}]}))
+        .await;
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    let since = Instant::now();
+    tokio::time::sleep(5 * S).await;
+    let path = server.out.join(&id).join("rec/take1.mp4");
+    // While it is written: init plus fragments, playable as it is.
+    let live = frames(&path);
+    assert!(live >= 60.0, "{live} frames readable while recording");
+    assert!(top_boxes(&path).iter().any(|b| b == "moof"), "fragmented while written");
+    tokio::time::sleep(3 * S).await;
+    let ran = since.elapsed().as_secs_f64();
+    let done = server.stop(&id, "EGRESS_COMPLETE").await;
+    let f = &done["fileResults"][0];
+    assert_eq!(f["filename"], "rec/take1.mp4", "{done}");
+    assert_eq!(f["location"].as_str(), Some(path.display().to_string().as_str()));
+    let size: u64 = f["size"].as_str().unwrap().parse().unwrap();
+    assert_eq!(size, std::fs::metadata(&path).unwrap().len());
+    let boxes = top_boxes(&path);
+    let moov = boxes.iter().position(|b| b == "moov").expect("a moov");
+    let mdat = boxes.iter().position(|b| b == "mdat").expect("an mdat");
+    assert!(moov < mdat && !boxes.iter().any(|b| b == "moof"), "index first, not fragmented: {boxes:?}");
+    let probe = ffprobe(&path.display().to_string());
+    let (n, duration) = frames_and_duration(&probe);
+    assert!((duration - ran).abs() <= 1.5, "{duration:.2} s in the file, {ran:.2} s recorded");
+    assert!((n / duration - 30.0).abs() <= 1.0, "{n} frames in {duration:.2} s");
+    assert!(probe["streams"].as_array().unwrap().iter().any(|s| s["codec_name"] == "aac"), "{probe}");
+    let reported: f64 = f["duration"].as_str().unwrap().parse::<f64>().unwrap() / 1e9;
+    assert!((reported - duration).abs() <= 0.5, "FileInfo says {reported:.2} s");
+    // Seeking: a frame decodes from the middle.
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{:.1}", duration / 2.0), "-i"])
+        .arg(&path)
+        .args(["-frames:v", "1", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "seek: {}", String::from_utf8_lossy(&out.stderr));
+
+    // SIGKILL of the worker: what was written stays and plays.
+    let id = server
+        .start_egress(json!({"url": server.page("demo/animated.html"), "file_outputs": [{"filepath": "killed.mp4"}], "segment_outputs": [{}]}))
+        .await;
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    tokio::time::sleep(6 * S).await;
+    let path = server.out.join(&id).join("killed.mp4");
+    let before = frames(&path);
+    for pid in server.workers() {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let end = server.wait_ended(&id, 30 * S).await;
+    assert_eq!(end["status"], "EGRESS_FAILED", "{end}");
+    let after = frames(&path);
+    assert!(after >= before && after >= 150.0, "{before} frames before the kill, {after} after");
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// Issue 7 (3), (4): audio only to an Ogg/Opus file; JPEG snapshots every 2 s at 320×180
+/// beside the picture, counted in ImagesInfo.
+#[tokio::test(flavor = "multi_thread")]
+async fn ogg_audio_and_image_snapshots() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+
+    let id = server
+        .start_egress(json!({"url": server.page("bench/avsync.html"), "audio_only": true, "file_outputs": [{"file_type": "OGG", "filepath": "sound.ogg"}]}))
+        .await;
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    tokio::time::sleep(5 * S).await;
+    let done = server.stop(&id, "EGRESS_COMPLETE").await;
+    let path = server.out.join(&id).join("sound.ogg");
+    let probe = ffprobe(&path.display().to_string());
+    let a = &probe["streams"][0];
+    assert_eq!((a["codec_name"].as_str(), a["sample_rate"].as_str()), (Some("opus"), Some("48000")), "{probe}");
+    assert_eq!(probe["format"]["format_name"], "ogg");
+    let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!(duration > 4.0, "{duration} s of sound");
+    // The page beeps once a second: the sound is there, not silence.
+    let beeps = common::av::beeps(&path);
+    assert!(beeps.len() >= 3, "beeps at {beeps:?}");
+    assert_eq!(done["fileResults"][0]["filename"], "sound.ogg", "{done}");
+
+    let id = server
+        .start_egress(json!({
+            "url": server.page("demo/animated.html"),
+            "segment_outputs": [{}],
+            "image_outputs": [{"capture_interval": 2, "width": 320, "height": 180, "filename_prefix": "thumbs/t"}],
+        }))
+        .await;
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    tokio::time::sleep(9 * S).await;
+    let done = server.stop(&id, "EGRESS_COMPLETE").await;
+    let dir = server.out.join(&id).join("thumbs");
+    let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert!((4..=6).contains(&names.len()), "one image per 2 s of ~9 s: {names:?}");
+    assert_eq!(names[0], "t_00000.jpeg", "{names:?}");
+    let probe = ffprobe(&dir.join(&names[0]).display().to_string());
+    let v = video_stream(&probe);
+    assert_eq!((v["codec_name"].as_str(), v["width"].as_i64(), v["height"].as_i64()), (Some("mjpeg"), Some(320), Some(180)));
+    let count: usize = done["imageResults"][0]["imageCount"].as_str().unwrap().parse().unwrap();
+    assert_eq!(count, names.len(), "{done}");
+    assert_eq!(done["imageResults"][0]["filenamePrefix"], "thumbs/t");
+    // Bad input: images without a picture, OGG with one.
+    let (code, err) = server.twirp("StartWebEgress", json!({"url": server.page("demo/static.html"), "audio_only": true, "image_outputs": [{}]})).await;
+    assert_eq!((code, err["code"].as_str()), (400, Some("invalid_argument")), "{err}");
+    let (code, err) = server.twirp("StartWebEgress", json!({"url": server.page("demo/static.html"), "file_outputs": [{"file_type": "OGG"}]})).await;
+    assert_eq!((code, err["code"].as_str()), (400, Some("invalid_argument")), "{err}");
+    server.assert_no_leftovers(10 * S).await;
+}
