@@ -84,6 +84,15 @@ async fn rtmp_push_reconnects_isolated_and_redacted() {
     let good = nginx.url(KEY);
     // Nothing listens on port 9: connection refused, again and again.
     let dead = format!("rtmp://127.0.0.1:9/live/{KEY}-dead");
+    // A server that takes the connection and never answers: the push times out, again and again.
+    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let wedged = format!("rtmp://127.0.0.1:{}/live/{KEY}-wedged", tarpit.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for c in tarpit.incoming().flatten() {
+            held.push(c);
+        }
+    });
 
     let (code, err) = server.twirp("StartWebEgress", json!({"url": server.page("demo/animated.html"), "stream_outputs": [{"urls": ["http://x/a/b"]}]})).await;
     assert_eq!((code, err["code"].as_str()), (400, Some("invalid_argument")), "{err}");
@@ -92,7 +101,7 @@ async fn rtmp_push_reconnects_isolated_and_redacted() {
         .start_egress(json!({
             "url": server.page("demo/animated.html"),
             "segment_outputs": [{}],
-            "stream_outputs": [{"protocol": "RTMP", "urls": [good, dead]}],
+            "stream_outputs": [{"protocol": "RTMP", "urls": [good, dead, wedged]}],
         }))
         .await;
     let active = server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
@@ -124,6 +133,16 @@ async fn rtmp_push_reconnects_isolated_and_redacted() {
     assert!(d["startedAt"].is_null(), "never connected, never started: {d}");
     let g = stream_result(&info, &format!("rtmp://127.0.0.1:{}/", nginx.port));
     assert!(g["startedAt"].as_str().is_some() && g["retries"].is_null(), "{g}");
+    // The wedged one has timed out at least once by now (rtmp2sink's 5 s), unnoticed by the rest.
+    let w = loop {
+        let info = server.info(&id).await;
+        let w = stream_result(&info, &wedged.replace(&format!("{KEY}-wedged"), "")).clone();
+        if w["retries"].as_i64().unwrap_or(0) >= 1 || since.elapsed() > 20 * S {
+            break w;
+        }
+        tokio::time::sleep(S).await;
+    };
+    assert!(w["retries"].as_i64().unwrap_or(0) >= 1 && w["startedAt"].is_null(), "{w}");
 
     // nginx goes away for 10 s; the push resumes by itself once it is back.
     nginx.pause();
@@ -137,7 +156,7 @@ async fn rtmp_push_reconnects_isolated_and_redacted() {
 
     // UpdateStream: the dead URL goes, a second key on the same server comes.
     let second = nginx.url("second-key-91b2");
-    let (code, updated) = server.twirp("UpdateStream", json!({"egress_id": id, "add_output_urls": [second], "remove_output_urls": [dead]})).await;
+    let (code, updated) = server.twirp("UpdateStream", json!({"egress_id": id, "add_output_urls": [second], "remove_output_urls": [dead, wedged]})).await;
     assert_eq!(code, 200, "{updated}");
     assert!(!updated.to_string().contains("second-key-91b2"), "{updated}");
     let d = stream_result(&updated, "rtmp://127.0.0.1:9/");
@@ -160,6 +179,34 @@ async fn rtmp_push_reconnects_isolated_and_redacted() {
     assert!((frames / duration - 30.0).abs() <= 1.0, "{frames} frames in {duration:.2} s");
     let log = std::fs::read_to_string(server.tmp.path().join("serve.log")).unwrap();
     assert!(!log.contains(KEY) && !log.contains("second-key-91b2"), "a stream key in the log");
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// Issue 7 (1): with `stream.give_up_secs`, a URL that keeps failing ends FAILED with its error
+/// while the egress and its other outputs go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_url_failing_past_give_up_is_failed_alone() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start_with_config("stream:\n  reconnect_initial_ms: 200\n  reconnect_max_ms: 500\n  give_up_secs: 2\n").await;
+    let id = server
+        .start_egress(json!({"url": server.page("demo/static.html"), "segment_outputs": [{}], "stream_outputs": [{"urls": ["rtmp://127.0.0.1:9/live/gone"]}]}))
+        .await;
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    let deadline = Instant::now() + 15 * S;
+    let failed = loop {
+        let info = server.info(&id).await;
+        if info["streamResults"][0]["status"] == "FAILED" {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "not FAILED: {info}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let r = &failed["streamResults"][0];
+    assert!(r["error"].as_str().unwrap_or("").contains("refused") && r["endedAt"].as_str().is_some(), "{r}");
+    assert_eq!(failed["status"], "EGRESS_ACTIVE", "the egress goes on: {failed}");
+    server.wait_segments(&id, 3, 20 * S).await;
+    let done = server.stop(&id, "EGRESS_COMPLETE").await;
+    assert_eq!(done["streamResults"][0]["status"], "FAILED", "{done}");
     server.assert_no_leftovers(10 * S).await;
 }
 
