@@ -18,6 +18,8 @@ PKGS=(
   pulseaudio pulseaudio-utils gstreamer1.0-pulseaudio
   # the room composite tests' SFU (in a network namespace of their own)
   janus iproute2
+  # the stream output tests' RTMP server
+  nginx libnginx-mod-rtmp
   # build
   build-essential pkg-config libssl-dev curl ca-certificates git
 )
