@@ -65,6 +65,8 @@ struct Sidecar {
     file: Arc<Mutex<proto::FileInfo>>,
     images: Arc<Mutex<proto::ImagesInfo>>,
     path: PathBuf,
+    /// Why its push process failed, if it did.
+    error: Arc<Mutex<Option<String>>>,
     /// It has had the init segment (sent before its first fragment start).
     synced: bool,
     skipping: bool,
@@ -124,8 +126,9 @@ impl FileOutputs {
         let (tx, rx) = mpsc::channel(QUEUE_CHUNKS);
         let file = Arc::new(Mutex::new(file));
         let images = Arc::new(Mutex::new(images));
-        let task = tokio::spawn(run_sidecar(spec, rx, Arc::clone(&file), Arc::clone(&images), timestamped));
-        self.sidecars.push(Sidecar { kind, tx: Some(tx), task: Some(task), file, images, path, synced: false, skipping: false });
+        let error = Arc::new(Mutex::new(None));
+        let task = tokio::spawn(run_sidecar(spec, rx, Arc::clone(&file), Arc::clone(&images), Arc::clone(&error), timestamped));
+        self.sidecars.push(Sidecar { kind, tx: Some(tx), task: Some(task), file, images, path, error, synced: false, skipping: false });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -184,7 +187,8 @@ impl FileOutputs {
     }
 
     /// Ends every output: the sidecars get EOF and are waited for, the MP4 is closed and
-    /// rewritten with its index first. Returns the final states and the first error.
+    /// rewritten with its index first. Returns the final states and the first error (which
+    /// fails the egress: its file is not what was asked for).
     pub async fn finish(mut self) -> (Vec<proto::FileInfo>, Vec<proto::ImagesInfo>, Option<String>) {
         let mut error = None;
         for s in &mut self.sidecars {
@@ -194,6 +198,9 @@ impl FileOutputs {
                 if tokio::time::timeout(Duration::from_secs(15), t).await.is_err() {
                     abort.abort();
                 }
+            }
+            if let Some(e) = s.error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                error.get_or_insert(e);
             }
             let now = now_ns();
             match s.kind {
@@ -219,7 +226,9 @@ impl FileOutputs {
                 }
             }
             mp4.info.size = std::fs::metadata(&mp4.path).map(|m| m.len() as i64).unwrap_or(0);
-            error = mp4.error.clone();
+            if let Some(e) = mp4.error.clone() {
+                error = Some(e);
+            }
             let (files, images) = self.infos_with(Some(mp4.info));
             return (files, images, error);
         }
@@ -261,12 +270,13 @@ async fn run_sidecar(
     mut rx: mpsc::Receiver<Bytes>,
     file: Arc<Mutex<proto::FileInfo>>,
     images: Arc<Mutex<proto::ImagesInfo>>,
+    error: Arc<Mutex<Option<String>>>,
     timestamped: bool,
 ) {
+    // LiveKit's FileInfo and ImagesInfo have no status: the error fails the egress instead.
     let fail = |e: String| {
         warn!("file output: {e}");
-        // Both kinds have no status field: the error shows in the egress's log and, for the
-        // whole egress, in its `error` (see [`FileOutputs::finish`]).
+        error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(format!("file output: {e}"));
     };
     let (mut child, mut stdin) = match super::push::spawn(&spec).await {
         Ok(c) => c,
