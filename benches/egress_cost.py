@@ -92,6 +92,23 @@ def frame_counts(url, ids):
     return counts
 
 
+def first_part_waiter(url, eid, t0, limit):
+    """A started thread that records (in the returned list) when the egress's first playable
+    part is there: the origin holds a plain playlist request until the stream's first (short)
+    segment is complete, so its answer is when a player can start."""
+    part_at = []
+
+    def wait():
+        while time.monotonic() - t0 < limit:
+            try:
+                urllib.request.urlopen(f"{url}/hls/{eid}/live.m3u8", timeout=10).read()
+                part_at.append(time.monotonic() - t0); return
+            except OSError:
+                time.sleep(0.02)
+    waiter = threading.Thread(target=wait); waiter.start()
+    return waiter, part_at
+
+
 def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None, backend=None, pool=0):
     tmp = tempfile.mkdtemp(prefix="roomcast-bench-")
     port = free_port(); url = f"http://127.0.0.1:{port}"
@@ -131,17 +148,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
                                                  "video_only": only == "video", "audio_only": only == "audio",
                                                  "advanced": {"width": width, "height": height, "framerate": 30}}, token)
             eid = info["egressId"]; ids.append(eid)
-            # The origin holds a plain playlist request until the stream's first (short)
-            # segment is complete: its answer is when a player can start.
-            part_at = []
-            def first_part(eid=eid, t0=t0, part_at=part_at):
-                while time.monotonic() - t0 < 30:
-                    try:
-                        urllib.request.urlopen(f"{url}/hls/{eid}/live.m3u8", timeout=10).read()
-                        part_at.append(time.monotonic() - t0); return
-                    except OSError:
-                        time.sleep(0.02)
-            waiter = threading.Thread(target=first_part); waiter.start()
+            waiter, part_at = first_part_waiter(url, eid, t0, 30)
             active = first = None
             while first is None and time.monotonic() - t0 < 30:
                 i = twirp(url, "ListEgress", {"egress_id": eid}, token)["items"][0]

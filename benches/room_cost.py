@@ -13,7 +13,7 @@ Needs root (ip netns). Everything it starts is ended by PID, the namespace delet
 import argparse, json, os, signal, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from egress_cost import CLK, cpu_ticks, free_port, procs_with_env, pss_kb, twirp  # noqa: E402
+from egress_cost import CLK, cpu_ticks, first_part_waiter, free_port, procs_with_env, pss_kb, twirp  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ROOM = "bench-room"
@@ -142,16 +142,7 @@ def run(binary, participants, seconds, warmup):
         t0 = time.monotonic()
         info = twirp(url, "StartRoomCompositeEgress", {"room_name": ROOM, "layout": "grid", "segment_outputs": [{}]}, token)
         eid = info["egressId"]
-        part_at = []
-
-        def first_part():
-            while time.monotonic() - t0 < 40:
-                try:
-                    urllib.request.urlopen(f"{url}/hls/{eid}/live.m3u8", timeout=10).read()
-                    part_at.append(time.monotonic() - t0); return
-                except OSError:
-                    time.sleep(0.02)
-        waiter = threading.Thread(target=first_part); waiter.start()
+        waiter, part_at = first_part_waiter(url, eid, t0, 40)
         active = None
         while active is None and time.monotonic() - t0 < 40:
             i = twirp(url, "ListEgress", {"egress_id": eid}, token)["items"][0]
