@@ -151,21 +151,10 @@ impl StreamOutputs {
     /// Ends the stream to `url` cleanly; false if there is none.
     pub fn remove(&mut self, url: &str) -> bool {
         let Some(i) = self.outputs.iter().position(|o| o.url == url) else { return false };
-        let o = self.outputs.remove(i);
-        // Closing the queue is the end: the task sends EOS and records FINISHED.
-        drop(o.tx);
-        let info = o.info;
-        let task = o.task;
-        tokio::spawn(async move {
-            let _ = task.await;
-            drop(info);
-        });
+        // Closing the queue is the end: the task sends EOS and finishes on its own (the
+        // caller records the URL as FINISHED).
+        drop(self.outputs.remove(i).tx);
         true
-    }
-
-    /// Whether `url` is one of ours.
-    pub fn has(&self, url: &str) -> bool {
-        self.outputs.iter().any(|o| o.url == url)
     }
 
     /// Feeds the main rendition to every URL, never waiting for one.
