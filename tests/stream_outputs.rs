@@ -162,6 +162,20 @@ async fn rtmp_push_reconnects_isolated_and_redacted() {
     let d = stream_result(&updated, "rtmp://127.0.0.1:9/");
     assert_eq!(d["status"], "FINISHED", "{updated}");
     wait_probe(&second, 20 * S).await;
+    // Two keys on one server look alike redacted, yet each has its own entry, both started.
+    let prefix = format!("rtmp://127.0.0.1:{}/", nginx.port);
+    let deadline = Instant::now() + 10 * S;
+    loop {
+        let info = server.info(&id).await;
+        let started = info["streamResults"].as_array().unwrap().iter().filter(|r| {
+            r["url"].as_str().is_some_and(|u| u.starts_with(&prefix)) && r["endedAt"].is_null() && r["startedAt"].as_str().is_some()
+        });
+        if started.count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both live keys started: {info}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let (code, err) = server.twirp("UpdateStream", json!({"egress_id": id, "remove_output_urls": ["rtmp://127.0.0.1:9/live/never-added"]})).await;
     assert_eq!((code, err["code"].as_str()), (400, Some("invalid_argument")), "{err}");
 

@@ -202,7 +202,7 @@ impl JobManager {
             }
         });
         let mut state = JobState::new(&id, request, segments);
-        state.set_streams(spec.streams.iter().map(|u| proto::StreamInfo { url: crate::output::stream::redact(u), ..Default::default() }).collect());
+        state.add_streams(&spec.streams);
         let info = state.info().clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let mut jobs = self.jobs();
@@ -239,14 +239,14 @@ impl JobManager {
         }
         let live = entry.state.live_stream_urls();
         for u in &remove {
-            if !live.contains(&crate::output::stream::redact(u)) {
+            if !live.contains(u) {
                 return Err(JobError::InvalidArgument(format!("egress is not streaming to {}", crate::output::stream::redact(u))));
             }
         }
         if live.len() + add.len() > super::spec::MAX_STREAM_URLS + remove.len() {
             return Err(JobError::InvalidArgument(format!("at most {} stream urls per egress", super::spec::MAX_STREAM_URLS)));
         }
-        entry.state.end_streams(&remove.iter().map(|u| crate::output::stream::redact(u)).collect::<Vec<_>>());
+        entry.state.end_streams(&remove);
         entry.state.add_streams(&add);
         let _ = entry.control.send(Control::Streams { add, remove });
         Ok(entry.state.info().clone())
@@ -468,18 +468,15 @@ impl JobManager {
                     }
                     Some(Control::Layout(layout)) => worker.command(&WorkerCommand::Layout { layout }).await,
                     Some(Control::Streams { add, remove }) => {
-                        let mut ended = vec![];
                         for u in &remove {
-                            if outputs.remove(u) {
-                                ended.push(crate::output::stream::redact(u));
-                            }
+                            outputs.remove(u);
                         }
                         for u in &add {
                             outputs.add(u);
                         }
                         let infos = outputs.infos();
                         self.update(&id, |s| {
-                            s.end_streams(&ended);
+                            s.end_streams(&remove);
                             s.update_streams(infos);
                         });
                         // Nothing left to send to: the egress is done (LiveKit: "All streams stopped").

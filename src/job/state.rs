@@ -39,6 +39,19 @@ fn redacted(mut request: proto::egress_info::Request) -> proto::egress_info::Req
 #[derive(Debug, Clone)]
 pub struct JobState {
     info: proto::EgressInfo,
+    /// The raw URL of each `stream_results` entry (same index): redacted URLs of one host and
+    /// app are all alike, so entries are found by these.
+    stream_urls: StreamUrls,
+}
+
+/// Stream URLs with their keys; never printed.
+#[derive(Clone, Default)]
+struct StreamUrls(Vec<String>);
+
+impl std::fmt::Debug for StreamUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{} stream urls]", self.0.len())
+    }
 }
 
 impl JobState {
@@ -58,7 +71,7 @@ impl JobState {
             segment_results: segments.into_iter().collect(),
             ..Default::default()
         };
-        Self { info }
+        Self { info, stream_urls: StreamUrls::default() }
     }
 
     pub fn info(&self) -> &proto::EgressInfo {
@@ -150,44 +163,45 @@ impl JobState {
         }
     }
 
-    /// The stream outputs' states as the request named them (status ACTIVE, not started).
-    pub fn set_streams(&mut self, infos: Vec<proto::StreamInfo>) {
-        self.info.stream_results = infos;
-    }
-
-    /// Newly added stream URLs, shown redacted until their first report.
+    /// Stream URLs the egress now pushes to (raw), each shown redacted, not started, until its
+    /// first report.
     pub fn add_streams(&mut self, urls: &[String]) {
         for u in urls {
-            let url = crate::output::stream::redact(u);
-            if !self.info.stream_results.iter().any(|s| s.url == url && s.ended_at == 0) {
-                self.info.stream_results.push(proto::StreamInfo { url, ..Default::default() });
-            }
+            self.info.stream_results.push(proto::StreamInfo { url: crate::output::stream::redact(u), ..Default::default() });
+            self.stream_urls.0.push(u.clone());
         }
     }
 
-    /// URLs (redacted) still streaming.
-    pub fn live_stream_urls(&self) -> Vec<String> {
-        self.info.stream_results.iter().filter(|s| s.ended_at == 0).map(|s| s.url.clone()).collect()
+    /// The entry of a live stream URL.
+    fn live_stream(&mut self, url: &str) -> Option<&mut proto::StreamInfo> {
+        let at = self.stream_urls.0.iter().zip(&self.info.stream_results).position(|(u, s)| u == url && s.ended_at == 0)?;
+        self.info.stream_results.get_mut(at)
     }
 
-    /// Removed URLs: FINISHED now (their task finishes in the background).
+    /// Raw URLs still streaming.
+    pub fn live_stream_urls(&self) -> Vec<String> {
+        self.stream_urls.0.iter().zip(&self.info.stream_results).filter(|(_, s)| s.ended_at == 0).map(|(u, _)| u.clone()).collect()
+    }
+
+    /// Removed URLs (raw): FINISHED now (their push ends in the background).
     pub fn end_streams(&mut self, urls: &[String]) {
         let now = now_ns();
-        for s in self.info.stream_results.iter_mut().filter(|s| s.ended_at == 0 && urls.contains(&s.url)) {
-            s.status = proto::stream_info::Status::Finished as i32;
-            s.ended_at = now;
-            if s.started_at > 0 {
-                s.duration = now - s.started_at;
+        for u in urls {
+            if let Some(s) = self.live_stream(u) {
+                s.status = proto::stream_info::Status::Finished as i32;
+                s.ended_at = now;
+                if s.started_at > 0 {
+                    s.duration = now - s.started_at;
+                }
             }
         }
     }
 
-    /// The live outputs' reports replace their entries; ended entries stay as they were.
-    pub fn update_streams(&mut self, infos: Vec<proto::StreamInfo>) {
-        for i in infos {
-            match self.info.stream_results.iter_mut().find(|s| s.url == i.url && s.ended_at == 0) {
-                Some(s) => *s = i,
-                None => self.info.stream_results.push(i),
+    /// The live outputs' reports, by raw URL, replace their entries; ended entries stay.
+    pub fn update_streams(&mut self, infos: Vec<(String, proto::StreamInfo)>) {
+        for (url, info) in infos {
+            if let Some(s) = self.live_stream(&url) {
+                *s = info;
             }
         }
         self.info.updated_at = now_ns();
@@ -253,6 +267,21 @@ mod tests {
         assert!(j.set_layout("speaker"));
         assert!(matches!(&j.info().request, Some(proto::egress_info::Request::RoomComposite(r)) if r.layout == "speaker"));
         assert!(!job().set_layout("speaker"), "a web egress has no layout");
+    }
+
+    #[test]
+    fn stream_urls_alike_when_redacted_stay_apart() {
+        let mut j = job();
+        let (a, b) = ("rtmp://yt.example/live2/key-a".to_string(), "rtmp://yt.example/live2/key-b".to_string());
+        j.add_streams(&[a.clone(), b.clone()]);
+        assert_eq!(j.info().stream_results[0].url, j.info().stream_results[1].url, "both redacted alike");
+        let started = proto::StreamInfo { url: "x".into(), started_at: 7, ..Default::default() };
+        j.update_streams(vec![(b.clone(), started)]);
+        assert_eq!((j.info().stream_results[0].started_at, j.info().stream_results[1].started_at), (0, 7));
+        j.end_streams(std::slice::from_ref(&a));
+        assert!(j.info().stream_results[0].ended_at > 0 && j.info().stream_results[1].ended_at == 0);
+        assert_eq!(j.live_stream_urls(), vec![b]);
+        assert!(!format!("{j:?}").contains("key-"), "raw URLs are never printed");
     }
 
     #[test]

@@ -188,13 +188,13 @@ impl StreamOutputs {
         }
     }
 
-    /// Every URL's state, including ended ones still held.
-    pub fn infos(&self) -> Vec<proto::StreamInfo> {
-        self.outputs.iter().map(|o| o.info.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
+    /// Every URL's state, with its raw URL (redacted ones can be alike).
+    pub fn infos(&self) -> Vec<(String, proto::StreamInfo)> {
+        self.outputs.iter().map(|o| (o.url.clone(), o.info.lock().unwrap_or_else(|p| p.into_inner()).clone())).collect()
     }
 
     /// Ends every stream (EOS), waits for them (bounded) and returns their final states.
-    pub async fn finish(self, within: Duration) -> Vec<proto::StreamInfo> {
+    pub async fn finish(self, within: Duration) -> Vec<(String, proto::StreamInfo)> {
         let mut infos = vec![];
         for o in self.outputs {
             drop(o.tx);
@@ -206,7 +206,7 @@ impl StreamOutputs {
             if i.status == Status::Active as i32 {
                 finished(&mut i);
             }
-            infos.push(i);
+            infos.push((o.url, i));
         }
         infos
     }
