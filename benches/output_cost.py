@@ -11,7 +11,7 @@ Everything it starts is ended by PID.
 import argparse, os, signal, statistics, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from egress_cost import CLK, cpu_ticks, free_port, procs_with_env, twirp  # noqa: E402
+from egress_cost import CLK, cpu_ticks, free_port, procs_with_env, pss_kb, twirp  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
@@ -66,6 +66,7 @@ def run(binary, outputs, seconds, warmup):
             ticks = sum((cpu_ticks(p) or before[p] or 0) - (before[p] or 0) for p in ps)
             res[g] = ticks / CLK / wall
         info = twirp(url, "ListEgress", {"egress_id": eid}, token)["items"][0]
+        res["outputs_pss"] = sum(pss_kb(p) for p in groups["outputs"]) / 1024
         res["streams_started"] = sum(1 for s in info.get("streamResults", []) if s.get("startedAt"))
         twirp(url, "StopEgress", {"egress_id": eid}, token)
         for _ in range(150):
@@ -89,12 +90,12 @@ def main():
     ap.add_argument("binary"); ap.add_argument("--seconds", type=int, default=15); ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=1)
     a = ap.parse_args()
-    print("| outputs | egress cores | output processes (cores) | serve (cores) | streams started |")
+    print("| outputs | egress cores | output processes: cores, PSS | serve (cores) | streams started |")
     print("|---|---|---|---|---|")
     for outputs in (["hls"], ["hls", "rtmp"], ["hls", "rtmp", "rtmp"], ["hls", "mp4"], ["hls", "images"]):
         runs = [run(a.binary, outputs, a.seconds, a.warmup) for _ in range(a.repeat)]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        print(f"| {' + '.join(outputs)} | {med['egress']:.2f} | {med['outputs']:.3f} | {med['serve']:.3f} | {med['streams_started']:.0f} |", flush=True)
+        print(f"| {' + '.join(outputs)} | {med['egress']:.2f} | {med['outputs']:.3f}, {med['outputs_pss']:.0f} MB | {med['serve']:.3f} | {med['streams_started']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
