@@ -92,6 +92,29 @@ def frame_counts(url, ids):
     return counts
 
 
+def start_serve(binary, env, port, tmp):
+    """`roomcast serve` on 127.0.0.1:`port` with `env` (its log in `tmp`), once it answers; and
+    an API token for it."""
+    server = subprocess.Popen([binary, "serve", "--bind", f"127.0.0.1:{port}"], env=env, stderr=open(f"{tmp}/serve.log", "w"))
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1); break
+        except OSError:
+            time.sleep(0.1)
+    return server, subprocess.check_output([binary, "token"], env=env).decode().strip()
+
+
+def stop_serve(server, tmp):
+    """SIGTERM to `serve` (it stops its egresses), then SIGKILL to anything of `tmp`'s left."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    for p in procs_with_env(f"TMPDIR={tmp}", set()):
+        os.kill(p, signal.SIGKILL)
+
+
 def first_part_waiter(url, eid, t0, limit):
     """A started thread that records (in the returned list) when the egress's first playable
     part is there: the origin holds a plain playlist request until the stream's first (short)
@@ -119,15 +142,8 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
         env["ROOMCAST_CAPTURE"] = backend
     if pool:
         env["ROOMCAST_POOL_SIZE"] = str(pool)
-    log = open(f"{tmp}/serve.log", "w")
-    server = subprocess.Popen([binary, "serve", "--bind", f"127.0.0.1:{port}"], env=env, stderr=log)
+    server, token = start_serve(binary, env, port, tmp)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1); break
-            except OSError:
-                time.sleep(0.1)
-        token = subprocess.check_output([binary, "token"], env=env).decode().strip()
         idle = None
         if pool:
             # The warm workers are up once their browsers are; then what they cost idle.
@@ -207,13 +223,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
                     first=statistics.median(t_first), part=statistics.median(t_part), dup=dup, drop=drop, idle=idle,
                     fresh=statistics.median(fresh) if fresh else float("nan"))
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        for p in procs_with_env(f"TMPDIR={tmp}", set()):
-            os.kill(p, signal.SIGKILL)
+        stop_serve(server, tmp)
 
 
 def glass_to_glass(binary, backend, seconds):

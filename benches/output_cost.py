@@ -8,10 +8,10 @@ processes (`roomcast push`), and the supervisor's (`serve`) own cores, over the 
 
 Everything it starts is ended by PID.
 """
-import argparse, os, signal, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, os, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from egress_cost import CLK, cpu_ticks, free_port, procs_with_env, pss_kb, twirp  # noqa: E402
+from egress_cost import CLK, cpu_ticks, free_port, procs_with_env, pss_kb, start_serve, stop_serve, twirp  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
@@ -35,14 +35,8 @@ def run(binary, outputs, seconds, warmup):
     port = free_port(); url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out", ROOMCAST_TEMPLATES_DIR=os.path.join(REPO, "templates"),
                LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG="warn")
-    server = subprocess.Popen([binary, "serve", "--bind", f"127.0.0.1:{port}"], env=env, stderr=open(f"{tmp}/serve.log", "w"))
+    server, token = start_serve(binary, env, port, tmp)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1); break
-            except OSError:
-                time.sleep(0.1)
-        token = subprocess.check_output([binary, "token"], env=env).decode().strip()
         req = {"url": f"{url}/templates/demo/animated.html", "segment_outputs": [{}]}
         rtmps = [f"rtmp://127.0.0.1:{rtmp_port}/live/k{i}" for i in range(outputs.count("rtmp"))]
         if rtmps:
@@ -75,14 +69,8 @@ def run(binary, outputs, seconds, warmup):
             time.sleep(0.2)
         return res
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_serve(server, tmp)
         nginx.kill(); nginx.wait()
-        for p in procs_with_env(f"TMPDIR={tmp}", set()):
-            os.kill(p, signal.SIGKILL)
 
 
 def main():

@@ -10,10 +10,10 @@ start → ACTIVE / first playable part, delivered fps.
 
 Needs root (ip netns). Everything it starts is ended by PID, the namespace deleted.
 """
-import argparse, json, os, signal, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+import argparse, json, os, signal, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from egress_cost import CLK, cpu_ticks, first_part_waiter, free_port, procs_with_env, pss_kb, twirp  # noqa: E402
+from egress_cost import CLK, cpu_ticks, first_part_waiter, free_port, procs_with_env, pss_kb, start_serve, stop_serve, twirp  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ROOM = "bench-room"
@@ -117,13 +117,7 @@ def run(binary, participants, seconds, warmup):
         env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out", ROOMCAST_TEMPLATES_DIR=os.path.join(REPO, "templates"),
                    LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG="warn",
                    ROOMCAST_SFU="janus", ROOMCAST_SFU_URL=janus.url)
-        server = subprocess.Popen([binary, "serve", "--bind", f"127.0.0.1:{port}"], env=env, stderr=open(f"{tmp}/serve.log", "w"))
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1); break
-            except OSError:
-                time.sleep(0.1)
-        token = subprocess.check_output([binary, "token"], env=env).decode().strip()
+        server, token = start_serve(binary, env, port, tmp)
         cfg = {"templates": f"{url}/templates", "sfu": "janus", "url": janus.url, "room": ROOM, "exclude": [janus.ip],
                "publishers": [{"name": f"P{i + 1}", "color": COLOURS[i % len(COLOURS)], "freq": 300 + 110 * i} for i in range(participants)]}
         publishers = subprocess.Popen(["node", os.path.join(REPO, "tests/node/publishers.mjs"), json.dumps(cfg)],
@@ -178,12 +172,8 @@ def run(binary, participants, seconds, warmup):
             except (subprocess.TimeoutExpired, BrokenPipeError):
                 publishers.kill()
         if server:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        for p in procs_with_env(f"TMPDIR={tmp}", set()) + procs_with_env(f"TMPDIR={pub_tmp}", set()):
+            stop_serve(server, tmp)
+        for p in procs_with_env(f"TMPDIR={pub_tmp}", set()):
             os.kill(p, signal.SIGKILL)
         janus.close()
 
