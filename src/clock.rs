@@ -28,6 +28,11 @@ pub fn file_stamp(secs: u64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}{mi:02}{s:02}")
 }
 
+/// Now as LiveKit's timestamps are: nanoseconds since the Unix epoch.
+pub fn unix_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
 pub fn unix_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

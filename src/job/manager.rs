@@ -64,6 +64,20 @@ type Warm = (WorkerProcess, mpsc::UnboundedReceiver<FromWorker>);
 /// fetch the parts it listed; afterwards its files on disk are served.
 const STREAM_LINGER: Duration = Duration::from_secs(60);
 
+/// An update (layout, stream URLs) is for an egress that is starting or running.
+fn updatable(state: &JobState) -> Result<(), JobError> {
+    match state.status() {
+        proto::EgressStatus::EgressStarting | proto::EgressStatus::EgressActive => Ok(()),
+        s => Err(JobError::FailedPrecondition(format!("egress with status {} cannot be updated", s.as_str_name()))),
+    }
+}
+
+/// Asks the worker to finish, and arms the deadline after which it is killed.
+async fn ask_stop(worker: &mut WorkerProcess, deadline: &mut Option<tokio::time::Instant>, grace: Duration) {
+    worker.request_stop().await;
+    deadline.get_or_insert(tokio::time::Instant::now() + grace);
+}
+
 fn new_egress_id() -> String {
     format!("EG_{}", Alphanumeric.sample_string(&mut rand::rng(), 12))
 }
@@ -231,12 +245,7 @@ impl JobManager {
         let remove = req.remove_output_urls.iter().map(check).collect::<Result<Vec<_>, _>>()?;
         let mut jobs = self.jobs();
         let entry = jobs.map.get_mut(&req.egress_id).ok_or_else(|| JobError::NotFound(format!("egress {} not found", req.egress_id)))?;
-        if !matches!(entry.state.status(), proto::EgressStatus::EgressStarting | proto::EgressStatus::EgressActive) {
-            return Err(JobError::FailedPrecondition(format!(
-                "egress with status {} cannot be updated",
-                entry.state.status().as_str_name()
-            )));
-        }
+        updatable(&entry.state)?;
         let live = entry.state.live_stream_urls();
         for u in &remove {
             if !live.contains(u) {
@@ -264,12 +273,7 @@ impl JobManager {
         if !matches!(entry.state.info().request, Some(proto::egress_info::Request::RoomComposite(_))) {
             return Err(JobError::InvalidArgument(format!("egress {egress_id} is not a room composite: only those have a layout")));
         }
-        if !matches!(entry.state.status(), proto::EgressStatus::EgressStarting | proto::EgressStatus::EgressActive) {
-            return Err(JobError::FailedPrecondition(format!(
-                "egress with status {} cannot be updated",
-                entry.state.status().as_str_name()
-            )));
-        }
+        updatable(&entry.state)?;
         entry.state.set_layout(layout);
         let _ = entry.control.send(Control::Layout(layout.to_string()));
         let info = entry.state.info().clone();
@@ -448,8 +452,7 @@ impl JobManager {
                             Err(e) if output_error.is_none() => {
                                 error!("hls output: {e:#}");
                                 output_error = Some(format!("hls output: {e:#}"));
-                                worker.request_stop().await;
-                                deadline.get_or_insert(tokio::time::Instant::now() + stop_grace);
+                                ask_stop(&mut worker, &mut deadline, stop_grace).await;
                             }
                             Err(_) => {}
                         }
@@ -463,8 +466,7 @@ impl JobManager {
                 c = control.recv(), if control_open => match c {
                     Some(Control::Stop) => {
                         stop_requested = true;
-                        worker.request_stop().await;
-                        deadline.get_or_insert(tokio::time::Instant::now() + stop_grace);
+                        ask_stop(&mut worker, &mut deadline, stop_grace).await;
                     }
                     Some(Control::Layout(layout)) => worker.command(&WorkerCommand::Layout { layout }).await,
                     Some(Control::Streams { add, remove }) => {
@@ -482,8 +484,7 @@ impl JobManager {
                         // Nothing left to send to: the egress is done (LiveKit: "All streams stopped").
                         if hls.is_none() && outputs.is_empty() && files.is_empty() {
                             stop_requested = true;
-                            worker.request_stop().await;
-                            deadline.get_or_insert(tokio::time::Instant::now() + stop_grace);
+                            ask_stop(&mut worker, &mut deadline, stop_grace).await;
                         }
                     }
                     None => control_open = false,

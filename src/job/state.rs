@@ -4,14 +4,8 @@
 use livekit_protocol as proto;
 use proto::EgressStatus as S;
 
+use crate::clock::unix_ns as now_ns;
 use crate::output::hls::HlsStats;
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
 
 /// The request as EgressInfo shows it: stream keys redacted.
 #[allow(deprecated)]
@@ -185,14 +179,9 @@ impl JobState {
 
     /// Removed URLs (raw): FINISHED now (their push ends in the background).
     pub fn end_streams(&mut self, urls: &[String]) {
-        let now = now_ns();
         for u in urls {
             if let Some(s) = self.live_stream(u) {
-                s.status = proto::stream_info::Status::Finished as i32;
-                s.ended_at = now;
-                if s.started_at > 0 {
-                    s.duration = now - s.started_at;
-                }
+                crate::output::stream::finished(s);
             }
         }
     }

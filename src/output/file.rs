@@ -22,11 +22,8 @@ use tracing::{info, warn};
 
 use super::push::{Dest, PushSpec};
 use crate::job::spec::{FileKind, FileSpec, ImageSpec, ImageSuffix};
+use crate::clock::unix_ns as now_ns;
 use crate::media::MuxOutput;
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
-}
 
 /// An MP4 written fragment by fragment.
 struct Mp4 {
@@ -215,7 +212,7 @@ impl FileOutputs {
                 Kind::Images => s.images.lock().unwrap_or_else(|p| p.into_inner()).ended_at = now,
             }
         }
-        if let Some(mut mp4) = self.mp4.take() {
+        if let Some(mp4) = self.mp4.as_mut() {
             mp4.file = None;
             mp4.info.ended_at = now_ns();
             mp4.info.duration = mp4.end_ns.saturating_sub(mp4.first_pts.unwrap_or(mp4.end_ns)) as i64;
@@ -229,17 +226,9 @@ impl FileOutputs {
             if let Some(e) = mp4.error.clone() {
                 error = Some(e);
             }
-            let (files, images) = self.infos_with(Some(mp4.info));
-            return (files, images, error);
         }
         let (files, images) = self.infos();
         (files, images, error)
-    }
-
-    fn infos_with(&self, mp4: Option<proto::FileInfo>) -> (Vec<proto::FileInfo>, Vec<proto::ImagesInfo>) {
-        let (mut files, images) = self.infos();
-        files.splice(0..0, mp4);
-        (files, images)
     }
 }
 

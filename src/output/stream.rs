@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::push::{Dest, PushSpec};
+use crate::clock::unix_ns as now_ns;
 use crate::media::MuxOutput;
 
 /// Chunks queued per URL before it counts as slow (at 200 ms parts, about 10 s).
@@ -92,10 +93,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
-}
-
 enum Item {
     Init(Bytes),
     Chunk { bytes: Bytes, fragment_start: bool },
@@ -143,7 +140,7 @@ impl StreamOutputs {
             let _ = tx.try_send(Item::Init(init.clone()));
         }
         let spec = PushSpec { dest: Dest::Stream { url: url.to_string() }, video: self.tracks.0, audio: self.tracks.1, opus: false };
-        let task = tokio::spawn(run(spec, Arc::clone(&info), rx, self.retry));
+        let task = tokio::spawn(run(url.to_string(), spec, Arc::clone(&info), rx, self.retry));
         self.outputs.push(Output { url: url.to_string(), info, tx, skipping: false, task });
         true
     }
@@ -212,7 +209,8 @@ impl StreamOutputs {
     }
 }
 
-fn finished(i: &mut proto::StreamInfo) {
+/// A stream's state at its clean end: FINISHED now, with its duration if it ever started.
+pub fn finished(i: &mut proto::StreamInfo) {
     i.status = Status::Finished as i32;
     i.ended_at = now_ns();
     if i.started_at > 0 {
@@ -228,11 +226,7 @@ enum End {
 }
 
 /// One URL, from the first fragment to the egress's end: push processes, restarted as needed.
-async fn run(spec: PushSpec, info: Arc<Mutex<proto::StreamInfo>>, mut rx: mpsc::Receiver<Item>, retry: Retry) {
-    let url = match &spec.dest {
-        Dest::Stream { url } => url.clone(),
-        _ => String::new(),
-    };
+async fn run(url: String, spec: PushSpec, info: Arc<Mutex<proto::StreamInfo>>, mut rx: mpsc::Receiver<Item>, retry: Retry) {
     let shown = redact(&url);
     let mut init: Option<Bytes> = None;
     let mut backoff = retry.initial;
