@@ -150,7 +150,7 @@ pub struct AudioConfig {
     /// Added to audio timestamps: the fixed latency of the capture path (Chromium's output
     /// buffer, the null sink, the capture buffer) against the picture's, measured by
     /// benches/av_sync.sh. Unset: the measured value for the capture backend
-    /// ([`CaptureBackend::default_audio_offset_ms`]).
+    /// ([`CaptureConfig::default_audio_offset_ms`]).
     pub offset_ms: Option<i32>,
 }
 
@@ -189,11 +189,17 @@ pub enum CaptureBackend {
     X11,
 }
 
-/// ximagesrc stamps a frame when it reads the screen, at a phase against Chromium's 60 Hz
-/// drawing that differs per egress. The sound relative to the picture, measured with no
+/// On Xvfb, ximagesrc stamps a frame when it reads the screen, at a phase against Chromium's
+/// 60 Hz drawing that differs per egress. The sound relative to the picture, measured with no
 /// offset (tests/av_sync.rs; seven egresses, each steady to a few ms): −33.2, −26.8, −16.5,
 /// −14.1, −11.9, −3.8 and +7.9 ms. 12 centres them (−21 to +20 ms).
-const X11_AUDIO_OFFSET_MS: i32 = 12;
+const XVFB_AUDIO_OFFSET_MS: i32 = 12;
+
+/// On Xorg the screen is read half a tick after each of Chromium's ticks and the sound follows
+/// the picture's measured depth (capture::presentation), so every egress has the same offset:
+/// measured with 12, medians +7.2 … +16.5 ms over 16 egresses (each steady to ±2 ms once the
+/// depth is known), centre +10.7. 1 centres them.
+const XORG_AUDIO_OFFSET_MS: i32 = 1;
 
 impl CaptureBackend {
     /// Audio timestamp shift that centres the A/V offset measured with this backend
@@ -207,7 +213,17 @@ impl CaptureBackend {
             // Chromium's 60 Hz compositor taken at 30 fps, which can also flip mid-egress, and
             // PulseAudio's drift, followed in 5 ms steps). 20 centres that range.
             Self::Screencast => 20,
-            Self::X11 => X11_AUDIO_OFFSET_MS,
+            Self::X11 => XORG_AUDIO_OFFSET_MS,
+        }
+    }
+}
+
+impl CaptureConfig {
+    /// The backend's audio offset, for the X server it runs on.
+    pub fn default_audio_offset_ms(&self) -> i32 {
+        match (self.backend, self.x_server) {
+            (CaptureBackend::X11, XServerKind::Xvfb) => XVFB_AUDIO_OFFSET_MS,
+            (b, _) => b.default_audio_offset_ms(),
         }
     }
 }
@@ -233,8 +249,38 @@ pub struct CaptureConfig {
     /// /usr/bin wrapper is a shell that would sit between us and the browser).
     /// Env: ROOMCAST_HEADLESS_SHELL_PATH.
     pub headless_shell_path: PathBuf,
-    /// The X server the x11 backend starts per egress. Env: ROOMCAST_XVFB_PATH.
+    /// Which X server the x11 backend starts per egress. Env: ROOMCAST_X_SERVER.
+    pub x_server: XServerKind,
+    /// Xorg, for `x_server: xorg` (Debian: xserver-xorg-core + xserver-xorg-video-dummy; the
+    /// /usr/bin/Xorg wrapper checks for a console, which a service has not).
+    /// Env: ROOMCAST_XORG_PATH.
+    pub xorg_path: PathBuf,
+    /// Xvfb, for `x_server: xvfb`. Env: ROOMCAST_XVFB_PATH.
     pub xvfb_path: PathBuf,
+}
+
+/// The X server behind the x11 backend. Chromium paces its drawing by the screen's refresh
+/// rate, which only Xorg's dummy driver lets us set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum XServerKind {
+    /// Xorg with the dummy video driver and one mode whose refresh is the output frame rate:
+    /// Chromium draws 30 times a second for 30 fps (measured: its cores halve, README).
+    #[default]
+    Xorg,
+    /// Xvfb: its one mode reports 0 Hz, so Chromium draws at 60 Hz whatever we keep.
+    Xvfb,
+}
+
+impl std::str::FromStr for XServerKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "xorg" => Ok(Self::Xorg),
+            "xvfb" => Ok(Self::Xvfb),
+            _ => bail!("X server {s:?}: use xorg or xvfb"),
+        }
+    }
 }
 
 impl Default for CaptureConfig {
@@ -242,6 +288,8 @@ impl Default for CaptureConfig {
         Self {
             backend: CaptureBackend::default(),
             headless_shell_path: PathBuf::from("/usr/lib/chromium/chromium-headless-shell"),
+            x_server: XServerKind::default(),
+            xorg_path: PathBuf::from("/usr/lib/xorg/Xorg"),
             xvfb_path: PathBuf::from("/usr/bin/Xvfb"),
         }
     }
@@ -428,6 +476,12 @@ impl Config {
         }
         if let Some(v) = get("ROOMCAST_CAPTURE") {
             self.capture.backend = v.parse().context("ROOMCAST_CAPTURE")?;
+        }
+        if let Some(v) = get("ROOMCAST_X_SERVER") {
+            self.capture.x_server = v.parse().context("ROOMCAST_X_SERVER")?;
+        }
+        if let Some(v) = get("ROOMCAST_XORG_PATH") {
+            self.capture.xorg_path = v.into();
         }
         if let Some(v) = get("ROOMCAST_XVFB_PATH") {
             self.capture.xvfb_path = v.into();

@@ -115,12 +115,85 @@ async fn screencast_capture_still_works() {
     check_backend("screencast", "--headless=new", 0.85).await;
 }
 
-/// The x11 backend: a private Xvfb, Chromium as a kiosk window on it, ximagesrc reading the
-/// screen at the frame rate.
+/// The x11 backend: a private X server (Xorg's dummy driver by default), Chromium as a kiosk
+/// window on it, ximagesrc reading the screen at the frame rate.
 #[tokio::test(flavor = "multi_thread")]
 async fn x11_capture_reads_the_screen_of_its_own_x_server() {
     let _serial = SERIAL.lock().await;
     check_backend("x11", "--ozone-platform=x11", 0.9).await;
+}
+
+/// A page that reports how often Chromium runs its animation frames: the count of
+/// requestAnimationFrame callbacks over each second, sent to `/raf?fps=…` on the page's own site.
+const RAF_PAGE: &str = r#"<!doctype html><html><body style="margin:0;background:#123">
+<canvas id="c" width="640" height="360"></canvas><script>
+const ctx = document.getElementById('c').getContext('2d');
+let n = 0, t0 = 0;
+function frame(t) {
+  if (!t0) t0 = t;
+  n++;
+  ctx.fillStyle = `hsl(${(t / 5) % 360}, 80%, 50%)`;
+  ctx.fillRect(0, 0, 640, 360);
+  if (t - t0 >= 1000) { fetch(`/raf?fps=${(n * 1000 / (t - t0)).toFixed(1)}`); n = 0; t0 = t; }
+  requestAnimationFrame(frame);
+}
+requestAnimationFrame(frame);
+</script></body></html>"#;
+
+/// The rates `RAF_PAGE` reports while a `x_server` egress at `fps` records it for 6 s.
+async fn animation_rates(x_server: &str, fps: u32) -> Vec<f64> {
+    use axum::{extract::Query, response::Html, routing::get, Router};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let rates = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let seen = Arc::clone(&rates);
+    let app = Router::new().route("/raf.html", get(|| async { Html(RAF_PAGE) })).route(
+        "/raf",
+        get(move |Query(q): Query<HashMap<String, String>>| async move {
+            if let Some(fps) = q.get("fps").and_then(|v| v.parse().ok()) {
+                seen.lock().unwrap().push(fps);
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site = format!("http://{}", listener.local_addr().unwrap());
+    let site_task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let server = Server::start_with_config(&format!("capture: {{backend: x11, x_server: {x_server}}}
+")).await;
+    let id = server
+        .start_egress(json!({"url": format!("{site}/raf.html"), "segment_outputs": [{}], "video_only": true,
+                             "advanced": {"width": 640, "height": 360, "framerate": fps}}))
+        .await;
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    tokio::time::sleep(6 * S).await;
+    server.stop(&id, "EGRESS_COMPLETE").await;
+    server.assert_no_leftovers(10 * S).await;
+    site_task.abort();
+    let mut rates = rates.lock().unwrap().clone();
+    // The first second includes the page's load.
+    if !rates.is_empty() {
+        rates.remove(0);
+    }
+    rates
+}
+
+/// Issue 5 (3), render only what is captured: on the default X server (Xorg's dummy driver
+/// with one mode at the output rate) Chromium runs the page's animation frames at the output
+/// frame rate, here 25 fps; on Xvfb (0 Hz mode) it falls back to 60 Hz.
+#[tokio::test(flavor = "multi_thread")]
+async fn x11_chromium_draws_at_the_output_frame_rate() {
+    let _serial = SERIAL.lock().await;
+    let median = |mut v: Vec<f64>| {
+        assert!(v.len() >= 3, "the page reported {} seconds of frames: {v:?}", v.len());
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let xorg = animation_rates("xorg", 25).await;
+    println!("xorg at 25 fps: page animation rates {xorg:?}");
+    assert!((median(xorg.clone()) - 25.0).abs() < 1.5, "Chromium draws at 25 Hz on Xorg: {xorg:?}");
+    let xvfb = animation_rates("xvfb", 25).await;
+    println!("xvfb at 25 fps: page animation rates {xvfb:?}");
+    assert!(median(xvfb.clone()) > 50.0, "Chromium draws at 60 Hz on Xvfb: {xvfb:?}");
 }
 
 /// A page that never changes still gives the full rate (its last picture again), and a

@@ -5,6 +5,7 @@
 //! pipeline's constant-rate stage.
 
 pub mod beginframe;
+pub mod presentation;
 pub mod pulse;
 pub mod screencast;
 pub mod x11;

@@ -5,7 +5,7 @@ use livekit_protocol as proto;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{CaptureBackend, Config, Rung, Sfu, VideoEncoder};
+use crate::config::{CaptureBackend, Config, Rung, Sfu, VideoEncoder, XServerKind};
 
 /// A request field that cannot be honoured; becomes Twirp `invalid_argument` or `unimplemented`.
 #[derive(Debug, Error, PartialEq)]
@@ -181,7 +181,12 @@ pub struct BrowserSpec {
     pub chromium_path: String,
     /// The build that takes begin-frame control (for [`CaptureBackend::BeginFrame`]).
     pub headless_shell_path: String,
-    /// The X server for [`CaptureBackend::X11`].
+    /// The X server for [`CaptureBackend::X11`], and the binaries of both kinds (Xvfb also
+    /// stands in for Xorg where Xorg's dummy driver cannot make the screen).
+    #[serde(default)]
+    pub x_server: XServerKind,
+    #[serde(default)]
+    pub xorg_path: String,
     #[serde(default)]
     pub xvfb_path: String,
     pub extra_flags: Vec<String>,
@@ -523,7 +528,7 @@ fn audio_spec(options: Encoding, cfg: &Config) -> Result<AudioSpec, SpecError> {
         bitrate_kbps: 128,
         sample_rate: 48_000,
         channels: 2,
-        offset_ms: cfg.audio.offset_ms.unwrap_or_else(|| cfg.capture.backend.default_audio_offset_ms()),
+        offset_ms: cfg.audio.offset_ms.unwrap_or_else(|| cfg.capture.default_audio_offset_ms()),
         pulseaudio_path: cfg.audio.pulseaudio_path.display().to_string(),
     };
     if let Encoding::Advanced(adv) = options {
@@ -728,6 +733,8 @@ impl BrowserSpec {
         Self {
             chromium_path: cfg.chromium.path.display().to_string(),
             headless_shell_path: cfg.capture.headless_shell_path.display().to_string(),
+            x_server: cfg.capture.x_server,
+            xorg_path: cfg.capture.xorg_path.display().to_string(),
             xvfb_path: cfg.capture.xvfb_path.display().to_string(),
             extra_flags: cfg.chromium.extra_flags.clone(),
             resolver_exclude: {

@@ -29,7 +29,7 @@ use gst::prelude::*;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::job::spec::{AudioCodec, AudioSpec, HlsSpec, HlsTiming, VideoSpec};
@@ -70,7 +70,32 @@ pub enum PictureInput<'a> {
     /// JPEG frames pushed with [`Pipeline::push_jpeg`] (the CDP capture backends).
     Frames,
     /// The screen of this X display, read by ximagesrc once [`Pipeline::open_screen`] is called.
-    Screen { display: &'a str },
+    /// With `ticks` (Chromium's drawing ticks on this screen), the screen is read once a tick,
+    /// half a tick after each; without, at the output frame rate at whatever phase.
+    Screen { display: &'a str, ticks: Option<Ticks> },
+}
+
+/// When Chromium draws on an X screen whose refresh rate it knows: at every multiple of
+/// `period_us` of CLOCK_MONOTONIC (its vsync source gives it no timebase, so its ticks are
+/// counted from the clock's zero). Reading the screen on the same ticks, half one later, takes
+/// every picture once, a fixed time after it was drawn, so the picture's age (and with it the
+/// A/V offset) is the same in every egress instead of anything up to a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticks {
+    pub period_us: u64,
+}
+
+impl Ticks {
+    pub fn period(self) -> Duration {
+        Duration::from_micros(self.period_us)
+    }
+
+    /// The latest time at or before `now` (monotonic ns) that lies half a tick after a tick.
+    fn read_phase_at_or_before(self, now: u64) -> u64 {
+        let period = self.period_us * 1000;
+        let half = period / 2;
+        now - (now + period - half) % period
+    }
 }
 
 /// A screen source and the valve that holds its frames back until the page is up.
@@ -101,6 +126,11 @@ pub struct Pipeline {
     audio_gate: Gate,
     /// The screen source and the valve that holds its frames back until the page is up.
     screen: Option<Screen>,
+    /// The screen's drawing ticks, which running time zero is aligned to.
+    ticks: Option<Ticks>,
+    /// Added to the sound's stamps: how much later than its capture stamp a picture shows
+    /// the page ([`Pipeline::set_picture_delay`]).
+    picture_delay_ns: Arc<AtomicI64>,
     /// Wall-clock (epoch ns) minus running time: maps capture times onto the pipeline clock.
     wall_offset_ns: Option<i128>,
     last_pts: Option<u64>,
@@ -139,11 +169,16 @@ impl Pipeline {
     ) -> Result<Self> {
         init()?;
         let pipeline = gst::Pipeline::with_name("egress");
+        let ticks = match picture {
+            PictureInput::Screen { ticks, .. } => ticks,
+            PictureInput::Frames => None,
+        };
         let timing = HlsTiming::new(video, audio.as_ref().map(|a| a.spec), hls);
         // Audio only: nothing to wait for, no sound to drop.
         let first_video_pts = Arc::new(AtomicU64::new(if video.is_some() { UNSET } else { 0 }));
+        let picture_delay_ns = Arc::new(AtomicI64::new(0));
         let audio_tee = match &audio {
-            Some(a) => Some(audio_branch(&pipeline, a, Arc::clone(&first_video_pts), video.is_some())?),
+            Some(a) => Some(audio_branch(&pipeline, a, Arc::clone(&first_video_pts), Arc::clone(&picture_delay_ns), video.is_some())?),
             None => None,
         };
         let audio_gate: Gate = Arc::new(std::sync::Mutex::new(None));
@@ -177,6 +212,8 @@ impl Pipeline {
             first_video_pts,
             audio_gate,
             screen,
+            ticks,
+            picture_delay_ns,
             wall_offset_ns: None,
             last_pts: None,
             events: None,
@@ -216,9 +253,16 @@ impl Pipeline {
         let clock = gst::SystemClock::obtain();
         self.pipeline.use_clock(Some(&clock));
         self.pipeline.set_start_time(gst::ClockTime::NONE);
-        let base = clock.time();
+        let now = clock.time();
+        // ximagesrc reads the screen at multiples of its frame duration in running time: put
+        // those on Chromium's ticks (the system clock is CLOCK_MONOTONIC, as Chromium's is).
+        let base = match self.ticks {
+            Some(t) => gst::ClockTime::from_nseconds(t.read_phase_at_or_before(now.nseconds())),
+            None => now,
+        };
         self.pipeline.set_base_time(base);
-        self.wall_offset_ns = Some((crate::capture::epoch_now() * 1e9) as i128);
+        let since_base = (now - base).nseconds() as f64 / 1e9;
+        self.wall_offset_ns = Some(((crate::capture::epoch_now() - since_base) * 1e9) as i128);
         self.pipeline.set_state(gst::State::Playing).context("starting the pipeline")?;
         info!("pipeline playing");
         Ok(())
@@ -232,6 +276,17 @@ impl Pipeline {
 
     pub fn put_events(&mut self, events: mpsc::UnboundedReceiver<PipelineEvent>) {
         self.events = Some(events);
+    }
+
+    /// Chromium's drawing ticks on the screen this pipeline reads, if known.
+    pub fn ticks(&self) -> Option<Ticks> {
+        self.ticks
+    }
+
+    /// The picture shows the page this much later than its stamps say: the sound is moved by
+    /// as much (from its next buffer on; audiorate fills or trims the step).
+    pub fn set_picture_delay(&self, delay: Duration) {
+        self.picture_delay_ns.store(delay.as_nanos() as i64, Ordering::Relaxed);
     }
 
     /// Epoch ns of running time zero (for wall-clock stamps on chunks).
@@ -351,7 +406,7 @@ fn picture_source(video: &VideoSpec, head: PictureHead) -> Result<Source> {
                 .build();
             Ok((vec![appsrc.clone().upcast(), make("jpegdec")?], Some(appsrc), None, None))
         }
-        PictureInput::Screen { display } => {
+        PictureInput::Screen { display, ticks } => {
             let src = gst::ElementFactory::make("ximagesrc")
                 .name("capture")
                 .property("display-name", display)
@@ -360,9 +415,14 @@ fn picture_source(video: &VideoSpec, head: PictureHead) -> Result<Source> {
                 .property("show-pointer", false)
                 .build()
                 .context("creating ximagesrc (apt install gstreamer1.0-plugins-good)")?;
-            let caps = gst::ElementFactory::make("capsfilter")
-                .property("caps", gst::Caps::builder("video/x-raw").field("framerate", gst::Fraction::new(video.framerate as i32, 1)).build())
-                .build()?;
+            // On Chromium's ticks, or at the output rate; videorate makes it the output rate
+            // either way (a tick period in whole µs is a frame a little short: 33 333 µs for
+            // 30 fps, so one picture in 100 000 is left out, about one an hour).
+            let rate = match ticks {
+                Some(t) => gst::Fraction::new(1_000_000, t.period_us as i32),
+                None => gst::Fraction::new(video.framerate as i32, 1),
+            };
+            let caps = gst::ElementFactory::make("capsfilter").property("caps", gst::Caps::builder("video/x-raw").field("framerate", rate).build()).build()?;
             let valve = gst::ElementFactory::make("valve").property("drop", true).build().context("creating valve")?;
             let captured = Arc::new(AtomicU64::new(0));
             let (count, first, gate) = (Arc::clone(&captured), head.first_video_pts, head.gate);
@@ -478,7 +538,7 @@ fn queue() -> Result<gst::Element> {
 /// holds the audio until the first frame.
 type AudioBranch = (gst::Element, gst::Element, Option<(gst::Pad, gst::PadProbeId)>);
 
-fn audio_branch(pipeline: &gst::Pipeline, a: &AudioInput, first_video_pts: Arc<AtomicU64>, gated: bool) -> Result<AudioBranch> {
+fn audio_branch(pipeline: &gst::Pipeline, a: &AudioInput, first_video_pts: Arc<AtomicU64>, picture_delay_ns: Arc<AtomicI64>, gated: bool) -> Result<AudioBranch> {
     let spec = a.spec;
     let src = gst::ElementFactory::make("pulsesrc")
         .property("server", a.server)
@@ -492,7 +552,7 @@ fn audio_branch(pipeline: &gst::Pipeline, a: &AudioInput, first_video_pts: Arc<A
         .context("creating pulsesrc (apt install gstreamer1.0-pulseaudio)")?;
     // A pure sample count (no resyncs), put onto the clock by audio_clock.
     src.set_property_from_str("slave-method", "none");
-    audio_clock::stamp_by_arrival(&src.static_pad("src").context("pulsesrc has no src pad")?);
+    audio_clock::stamp_by_arrival(&src.static_pad("src").context("pulsesrc has no src pad")?, picture_delay_ns);
     let caps = gst::ElementFactory::make("capsfilter")
         .property(
             "caps",
@@ -692,4 +752,20 @@ fn split_sample(sample: &gst::Sample, rendition: usize, all_sync: bool) -> Vec<M
         out.push(MuxOutput::Chunk(meta, data.into()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ticks;
+
+    #[test]
+    fn running_time_zero_is_half_a_tick_after_a_tick() {
+        let t = Ticks { period_us: 33_333 };
+        let period = 33_333_000u64;
+        for now in [41_000_123_456_789u64, 33_333_000 * 7 + 16_666_500, 33_333_000 * 7 + 16_666_499, 33_333_000 * 9] {
+            let base = t.read_phase_at_or_before(now);
+            assert!(base <= now && now - base < period, "{now} → {base}");
+            assert_eq!(base % period, period / 2, "{now} → {base}");
+        }
+    }
 }

@@ -10,14 +10,14 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::browser::{self, Chromium, Rendering};
-use crate::capture::{beginframe::BeginFrames, epoch_now, pulse::SoundServer, screencast, x11::XServer, Frame, Pacer};
+use crate::capture::{beginframe::BeginFrames, epoch_now, presentation, pulse::SoundServer, screencast, x11::XServer, Frame, Pacer};
 use crate::config::CaptureBackend;
 use crate::job::spec::{BrowserSpec, JobSpec};
 use crate::media::{FrameStats, MuxOutput};
-use crate::pipeline::{AudioInput, PictureInput, PipelineEvent, Pipeline};
+use crate::pipeline::{AudioInput, PictureInput, PipelineEvent, Pipeline, Ticks};
 
 /// What a running egress reports, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,6 +216,33 @@ impl Watch {
     }
 }
 
+/// Ticks behind assumed until the first measurement: the depth most egresses settle at.
+const ASSUMED_TICKS_BEHIND: u32 = 1;
+
+/// The picture's delay behind the page's animation frames, in Chromium's ticks, as last
+/// measured and given to the pipeline.
+struct Depth {
+    tick: Duration,
+    behind: u32,
+}
+
+impl Depth {
+    /// Reads the probe; a new depth moves the sound with the picture.
+    async fn check(&mut self, page: &chromiumoxide::Page, pipe: &Pipeline) {
+        let delay = match presentation::median_delay_ms(page).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return,
+            Err(e) => return debug!("presentation probe: {e:#}"),
+        };
+        let behind = presentation::ticks_behind(delay, self.tick.as_secs_f64() * 1e3);
+        if behind != self.behind {
+            info!(delay_ms = delay, ticks = behind, was = self.behind, "the picture shows the page {behind} tick(s) after its animation frame: the sound follows");
+            self.behind = behind;
+            pipe.set_picture_delay(self.tick * behind);
+        }
+    }
+}
+
 /// Runs the egress until `stop` (or the page's END_RECORDING) and returns once every chunk has
 /// been sent; an error says why the egress failed. Chromium is always ended before returning.
 /// With `prepared` (a warm worker) that fits the job, its sound server and Chromium are used
@@ -260,16 +287,19 @@ pub async fn run(
     // The x11 backend's screen: up before the pipeline, whose source opens it.
     let screen = match rendering(spec) {
         Rendering::X11 => Some(tokio::select! {
-            x = XServer::start(&spec.browser.xvfb_path, width, height, start_timeout) => x?,
+            x = XServer::start(&spec.browser, width, height, spec.video.as_ref().map_or(30, |v| v.framerate), start_timeout) => x?,
             _ = stop.cancelled() => return Ok(()),
         }),
         _ => None,
     };
     let picture = match &screen {
-        Some(x) => PictureInput::Screen { display: x.display() },
+        Some(x) => PictureInput::Screen { display: x.display(), ticks: x.chromium_tick_us().map(|period_us| Ticks { period_us }) },
         None => PictureInput::Frames,
     };
     let mut pipe = Pipeline::build(spec.video.as_ref(), picture, audio_input, hls, mux_tx)?;
+    if let Some(t) = pipe.ticks() {
+        pipe.set_picture_delay(t.period() * ASSUMED_TICKS_BEHIND);
+    }
     pipe.start().await?;
     if let Some(sound) = &sound {
         // The recorder is connected once the pipeline plays: let its latency take effect.
@@ -371,8 +401,28 @@ async fn capture(
 
     let on_screen = rendering(spec) == Rendering::X11;
     if on_screen {
+        // The first frame recorded shows the page, not the window before it was drawn.
+        match presentation::await_next_presented(&page).await {
+            Ok(true) => {}
+            Ok(false) => warn!("no presented frame within 1 s of the page's start: recording anyway"),
+            Err(e) => warn!("waiting for a presented frame: {e:#}"),
+        }
         pipe.open_screen()?;
     }
+    // The sound follows the picture's delay where it moves in whole ticks (see
+    // capture::presentation): only on a screen whose ticks are known, and only with sound.
+    let mut depth = match (pipe.ticks(), &spec.audio, &spec.video) {
+        (Some(t), Some(_), Some(_)) => match presentation::install(&page).await {
+            Ok(()) => Some(Depth { tick: t.period(), behind: ASSUMED_TICKS_BEHIND }),
+            Err(e) => {
+                warn!("no presentation probe, the sound keeps its default delay: {e:#}");
+                None
+            }
+        },
+        _ => None,
+    };
+    // Often at first: the sound should follow before the page's first sound is heard.
+    let mut depth_tick = tokio::time::interval(Duration::from_millis(250));
     let mut picture = match &spec.video {
         Some(_) if on_screen => None,
         Some(v) => {
@@ -402,6 +452,11 @@ async fn capture(
     let mut watch = Watch::default();
     let outcome: Result<()> = loop {
         tokio::select! {
+            _ = depth_tick.tick(), if depth.is_some() => {
+                if let Some(d) = depth.as_mut() {
+                    d.check(&page, &pipe).await;
+                }
+            }
             _ = stats_tick.tick(), if spec.video.is_some() => {
                 let stats = frame_stats(&pipe, picture.as_ref(), driver.as_ref());
                 watch.check(&stats);

@@ -220,7 +220,9 @@ impl Server {
 
     /// The x11 backend's private X servers.
     pub fn x_servers(&self) -> Vec<i32> {
-        self.descendants("Xvfb")
+        let mut pids = self.descendants("Xvfb");
+        pids.extend(self.descendants("Xorg"));
+        pids
     }
 
     /// SIGTERM, then wait for a clean exit.

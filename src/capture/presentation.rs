@@ -1,0 +1,118 @@
+//! How far behind its animation frame the screen shows a page, in Chromium's ticks.
+//!
+//! Chromium draws a page's animation frame on screen 0, 1 or 2 ticks after that frame
+//! began, and which it is differs between egresses (its compositor settles into a pipeline
+//! depth at start-up) and now and then within one. On the x11 backend's 30 Hz screen a tick
+//! is 33 ms, so the picture's delay, and the A/V offset with it, moves in 33 ms steps
+//! (measured with tests/av_sync.rs: +10, −23 and −57 ms for depths 0, 1 and 2). The sound
+//! must follow the picture's delay, so the worker measures it here and the pipeline shifts
+//! the sound by it.
+//!
+//! The measure is the page's own Element Timing: a probe script adds a one-glyph element at 2 % opacity in the bottom-right corner from inside an animation frame
+//! callback five times a second, and Element Timing reports when the frame that painted it was presented. The
+//! delay from the animation frame's start to that presentation is the depth times the tick
+//! plus the drawing itself (measured: 4–12 ms at every depth).
+
+use anyhow::{Context, Result};
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use chromiumoxide::Page;
+
+/// Installs the probe in the page (once; again after a navigation cleared it).
+const PROBE: &str = r#"(() => {
+  const key = Symbol.for('roomcast.presentation');
+  if (window[key]) return;
+  const delays = [], pending = new Map();
+  let n = 0;
+  new PerformanceObserver(list => {
+    for (const e of list.getEntries()) {
+      const t = pending.get(e.identifier);
+      if (t === undefined) continue;
+      pending.delete(e.identifier);
+      delays.push(e.renderTime - t);
+      if (delays.length > 12) delays.shift();
+    }
+  }).observe({ type: 'element' });
+  window[key] = () => {
+    if (delays.length < 3) return null;
+    const s = [...delays].sort((a, b) => a - b);
+    return s[s.length >> 1];
+  };
+  setInterval(() => requestAnimationFrame(now => {
+    const id = 'roomcast-probe-' + n++;
+    const s = document.createElement('span');
+    s.setAttribute('elementtiming', id);
+    s.setAttribute('aria-hidden', 'true');
+    s.textContent = '.';
+    s.style.cssText = 'position:fixed;right:0;bottom:0;margin:0;padding:0;font:4px sans-serif;' +
+      'color:rgba(0,0,0,0.02);pointer-events:none;user-select:none';
+    document.documentElement.appendChild(s);
+    pending.set(id, now);
+    // Its entry comes within a few frames; a paint that never comes is forgotten.
+    setTimeout(() => s.remove(), 1500);
+    setTimeout(() => pending.delete(id), 5000);
+  }), 200);
+})()"#;
+
+/// The median of the last delays (ms); -1 while there are too few, -2 without the probe.
+const READ: &str = "(() => { const f = window[Symbol.for('roomcast.presentation')]; return f ? (f() ?? -1) : -2; })()";
+
+/// Resolves once a frame drawn from now on has been presented (true), or after a second
+/// (false): the same kind of glyph, added in the next animation frame.
+const NEXT_PRESENTED: &str = r#"new Promise(resolve => {
+  const id = 'roomcast-first-' + Math.random();
+  const s = document.createElement('span');
+  s.setAttribute('elementtiming', id);
+  s.setAttribute('aria-hidden', 'true');
+  s.textContent = '.';
+  s.style.cssText = 'position:fixed;right:0;bottom:0;margin:0;padding:0;font:4px sans-serif;' +
+    'color:rgba(0,0,0,0.02);pointer-events:none;user-select:none';
+  const done = shown => { obs.disconnect(); s.remove(); resolve(shown); };
+  const obs = new PerformanceObserver(list => { if (list.getEntries().some(e => e.identifier === id)) done(true); });
+  obs.observe({ type: 'element' });
+  requestAnimationFrame(() => document.documentElement.appendChild(s));
+  setTimeout(() => done(false), 1000);
+})"#;
+
+/// Waits until the screen shows what the page has drawn by now: Chromium's picture lags its
+/// animation frames by up to a few ticks, so right after the load event the screen can still
+/// show the blank window (white, which the A/V test once took for a flash).
+pub async fn await_next_presented(page: &Page) -> Result<bool> {
+    let params = EvaluateParams::builder().expression(NEXT_PRESENTED).await_promise(true).return_by_value(true).build().map_err(anyhow::Error::msg)?;
+    let shown = page.evaluate(params).await.context("waiting for a presented frame")?.into_value::<bool>().context("the presented frame's answer")?;
+    Ok(shown)
+}
+
+/// Installs the probe.
+pub async fn install(page: &Page) -> Result<()> {
+    page.evaluate(PROBE).await.context("installing the presentation probe")?;
+    Ok(())
+}
+
+/// The median delay from animation frame to presentation, ms, once there are enough; the
+/// probe is put back if a navigation took it.
+pub async fn median_delay_ms(page: &Page) -> Result<Option<f64>> {
+    let v = page.evaluate(READ).await.context("reading the presentation probe")?.into_value::<f64>().context("the probe's answer")?;
+    if v == -2.0 {
+        install(page).await?;
+    }
+    Ok((v >= 0.0).then_some(v))
+}
+
+/// Ticks between an animation frame and its presentation, from the median delay.
+pub fn ticks_behind(delay_ms: f64, tick_ms: f64) -> u32 {
+    // The drawing adds 4–12 ms to whole ticks: truncation keeps it out.
+    (delay_ms.max(0.0) / tick_ms).floor().min(4.0) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ticks_behind;
+
+    #[test]
+    fn delays_measured_at_each_depth() {
+        let tick = 1000.0 / 30.0;
+        // Medians from tests/av_sync.rs runs whose A/V offsets were +10, −23 and −57 ms.
+        assert_eq!([5.9, 11.2, 37.2, 40.8, 70.1, 73.2].map(|d| ticks_behind(d, tick)), [0, 0, 1, 1, 2, 2]);
+        assert_eq!(ticks_behind(-3.0, tick), 0);
+    }
+}
