@@ -139,7 +139,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
                ROOMCAST_TEMPLATES_DIR=os.path.join(os.path.dirname(__file__), "..", "templates"),
                LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG="warn")
     if backend:
-        env["ROOMCAST_CAPTURE"] = backend
+        env.update(backend_env(backend))
     if pool:
         env["ROOMCAST_POOL_SIZE"] = str(pool)
     server, token = start_serve(binary, env, port, tmp)
@@ -226,10 +226,17 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
         stop_serve(server, tmp)
 
 
+def backend_env(backend):
+    """The environment that selects `backend`: a capture backend, or `x11-xvfb` (the x11
+    backend on Xvfb instead of Xorg)."""
+    capture, _, x_server = backend.partition("-")
+    return dict(ROOMCAST_CAPTURE=capture, **({"ROOMCAST_X_SERVER": x_server} if x_server else {}))
+
+
 def glass_to_glass(binary, backend, seconds):
     """Median glass-to-glass p50 (ms) of one run of benches/glass_to_glass.py with `backend`."""
     out = tempfile.mktemp(prefix="roomcast-g2g-", suffix=".json")
-    env = dict(os.environ, ROOMCAST_CAPTURE=backend)
+    env = dict(os.environ, **backend_env(backend))
     done = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "glass_to_glass.py"), binary, "--runs", "1",
                            "--seconds", str(seconds), "--json-out", out], env=env, stdout=subprocess.DEVNULL)
     if not os.path.exists(out):
@@ -250,7 +257,8 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("binary"); ap.add_argument("--seconds", type=int, default=15); ap.add_argument("--warmup", type=int, default=4)
-    ap.add_argument("--backends", default="x11,begin_frame,screencast", help="the first also gets the sound's rows")
+    ap.add_argument("--backends", default="x11,x11-xvfb,begin_frame,screencast",
+                    help="the first also gets the sound's rows; x11-xvfb is the x11 backend on Xvfb")
     ap.add_argument("--g2g-seconds", type=int, default=20, help="glass-to-glass run per backend; 0 skips it")
     ap.add_argument("--quick", action="store_true", help="only 1 animated 720p egress per backend")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the 1-egress animated 720p row, median shown (default 3)")
@@ -296,7 +304,7 @@ def main():
         print()
         print("| backend | start | start → ACTIVE s | start → first playable part s | idle warm worker: cores | idle warm worker: PSS MB |")
         print("|---|---|---|---|---|---|")
-        for backend in [b for b in backends if b != "x11"]:
+        for backend in [b for b in backends if not b.startswith("x11")]:
             cold = results[(backend, rows[0][0])]
             print(f"| {backend} | cold (pool empty) | {cold['active']:.2f} | {cold['part']:.2f} | | |")
             warm = [scenario(a.binary, "animated.html", 1, 5, 2, backend=backend, pool=1) for _ in range(a.repeat)]

@@ -8,21 +8,26 @@
 //! must follow the picture's delay, so the worker measures it here and the pipeline shifts
 //! the sound by it.
 //!
-//! The measure is the page's own Element Timing: a probe script adds a one-glyph element at 2 % opacity in the bottom-right corner from inside an animation frame
-//! callback five times a second, and Element Timing reports when the frame that painted it was presented. The
-//! delay from the animation frame's start to that presentation is the depth times the tick
-//! plus the drawing itself (measured: 4–12 ms at every depth).
+//! The measure is the page's own Element Timing: a probe script adds a one-glyph element at
+//! 2 % opacity in the bottom-right corner from inside an animation frame callback, and
+//! Element Timing reports when the frame that painted it was presented. The delay from the
+//! animation frame's start to that presentation is the depth times the tick plus the drawing
+//! itself (measured: 4–12 ms at every depth). The same probe tells when the screen first
+//! shows the loaded page, where recording starts.
 
 use anyhow::{Context, Result};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::Page;
 
-/// Installs the probe in the page (once; again after a navigation cleared it).
+/// Defines the probe in the page (once; again after a navigation cleared it): `presented()`
+/// resolves once a frame drawn from now on is on screen, `follow()` starts the periodic glyphs
+/// (five a second until the depth is known, then one a second: each paints a few pixels), and
+/// `median()` is the median of the last delays in ms (null while there are too few).
 const PROBE: &str = r#"(() => {
   const key = Symbol.for('roomcast.presentation');
   if (window[key]) return;
-  const delays = [], pending = new Map();
-  let n = 0;
+  const delays = [], pending = new Map(), waiters = [];
+  let n = 0, following = false;
   new PerformanceObserver(list => {
     for (const e of list.getEntries()) {
       const t = pending.get(e.identifier);
@@ -30,14 +35,10 @@ const PROBE: &str = r#"(() => {
       pending.delete(e.identifier);
       delays.push(e.renderTime - t);
       if (delays.length > 12) delays.shift();
+      waiters.splice(0).forEach(w => w(true));
     }
   }).observe({ type: 'element' });
-  window[key] = () => {
-    if (delays.length < 3) return null;
-    const s = [...delays].sort((a, b) => a - b);
-    return s[s.length >> 1];
-  };
-  setInterval(() => requestAnimationFrame(now => {
+  const glyph = () => requestAnimationFrame(now => {
     const id = 'roomcast-probe-' + n++;
     const s = document.createElement('span');
     s.setAttribute('elementtiming', id);
@@ -50,41 +51,41 @@ const PROBE: &str = r#"(() => {
     // Its entry comes within a few frames; a paint that never comes is forgotten.
     setTimeout(() => s.remove(), 1500);
     setTimeout(() => pending.delete(id), 5000);
-  }), 200);
+  });
+  const loop = () => setTimeout(() => { glyph(); loop(); }, n < 15 ? 200 : 1000);
+  window[key] = {
+    presented: () => new Promise(resolve => { waiters.push(resolve); glyph(); setTimeout(() => resolve(false), 1000); }),
+    follow: () => { if (!following) { following = true; loop(); } },
+    median: () => {
+      if (delays.length < 3) return null;
+      const s = [...delays].sort((a, b) => a - b);
+      return s[s.length >> 1];
+    },
+  };
 })()"#;
 
-/// The median of the last delays (ms); -1 while there are too few, -2 without the probe.
-const READ: &str = "(() => { const f = window[Symbol.for('roomcast.presentation')]; return f ? (f() ?? -1) : -2; })()";
+/// The median delay; -1 while there are too few, -2 without the probe.
+const READ: &str = "(() => { const p = window[Symbol.for('roomcast.presentation')]; return p ? (p.median() ?? -1) : -2; })()";
 
-/// Resolves once a frame drawn from now on has been presented (true), or after a second
-/// (false): the same kind of glyph, added in the next animation frame.
-const NEXT_PRESENTED: &str = r#"new Promise(resolve => {
-  const id = 'roomcast-first-' + Math.random();
-  const s = document.createElement('span');
-  s.setAttribute('elementtiming', id);
-  s.setAttribute('aria-hidden', 'true');
-  s.textContent = '.';
-  s.style.cssText = 'position:fixed;right:0;bottom:0;margin:0;padding:0;font:4px sans-serif;' +
-    'color:rgba(0,0,0,0.02);pointer-events:none;user-select:none';
-  const done = shown => { obs.disconnect(); s.remove(); resolve(shown); };
-  const obs = new PerformanceObserver(list => { if (list.getEntries().some(e => e.identifier === id)) done(true); });
-  obs.observe({ type: 'element' });
-  requestAnimationFrame(() => document.documentElement.appendChild(s));
-  setTimeout(() => done(false), 1000);
-})"#;
-
-/// Waits until the screen shows what the page has drawn by now: Chromium's picture lags its
-/// animation frames by up to a few ticks, so right after the load event the screen can still
-/// show the blank window (white, which the A/V test once took for a flash).
-pub async fn await_next_presented(page: &Page) -> Result<bool> {
-    let params = EvaluateParams::builder().expression(NEXT_PRESENTED).await_promise(true).return_by_value(true).build().map_err(anyhow::Error::msg)?;
-    let shown = page.evaluate(params).await.context("waiting for a presented frame")?.into_value::<bool>().context("the presented frame's answer")?;
-    Ok(shown)
-}
-
-/// Installs the probe.
+/// Defines the probe.
 pub async fn install(page: &Page) -> Result<()> {
     page.evaluate(PROBE).await.context("installing the presentation probe")?;
+    Ok(())
+}
+
+/// Waits until the screen shows what the page has drawn by now (true), or a second (false):
+/// Chromium's picture lags its animation frames by up to a few ticks, so right after the load
+/// event the screen can still show the blank window (white, which the A/V test once took for
+/// a flash).
+pub async fn await_next_presented(page: &Page) -> Result<bool> {
+    let expr = "window[Symbol.for('roomcast.presentation')].presented()";
+    let params = EvaluateParams::builder().expression(expr).await_promise(true).return_by_value(true).build().map_err(anyhow::Error::msg)?;
+    page.evaluate(params).await.context("waiting for a presented frame")?.into_value::<bool>().context("the presented frame's answer")
+}
+
+/// Starts measuring the delay (the periodic glyphs).
+pub async fn follow(page: &Page) -> Result<()> {
+    page.evaluate("window[Symbol.for('roomcast.presentation')].follow()").await.context("starting the presentation probe")?;
     Ok(())
 }
 
@@ -94,6 +95,7 @@ pub async fn median_delay_ms(page: &Page) -> Result<Option<f64>> {
     let v = page.evaluate(READ).await.context("reading the presentation probe")?.into_value::<f64>().context("the probe's answer")?;
     if v == -2.0 {
         install(page).await?;
+        follow(page).await?;
     }
     Ok((v >= 0.0).then_some(v))
 }

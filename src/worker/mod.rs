@@ -400,19 +400,26 @@ async fn capture(
     });
 
     let on_screen = rendering(spec) == Rendering::X11;
-    if on_screen {
+    let probe = on_screen && spec.video.is_some();
+    if probe {
         // The first frame recorded shows the page, not the window before it was drawn.
-        match presentation::await_next_presented(&page).await {
+        let shown = async {
+            presentation::install(&page).await?;
+            presentation::await_next_presented(&page).await
+        };
+        match shown.await {
             Ok(true) => {}
             Ok(false) => warn!("no presented frame within 1 s of the page's start: recording anyway"),
             Err(e) => warn!("waiting for a presented frame: {e:#}"),
         }
+    }
+    if on_screen {
         pipe.open_screen()?;
     }
     // The sound follows the picture's delay where it moves in whole ticks (see
     // capture::presentation): only on a screen whose ticks are known, and only with sound.
-    let mut depth = match (pipe.ticks(), &spec.audio, &spec.video) {
-        (Some(t), Some(_), Some(_)) => match presentation::install(&page).await {
+    let mut depth = match (probe, pipe.ticks(), &spec.audio) {
+        (true, Some(t), Some(_)) => match presentation::follow(&page).await {
             Ok(()) => Some(Depth { tick: t.period(), behind: ASSUMED_TICKS_BEHIND }),
             Err(e) => {
                 warn!("no presentation probe, the sound keeps its default delay: {e:#}");
