@@ -262,6 +262,7 @@ def main():
     ap.add_argument("--g2g-seconds", type=int, default=20, help="glass-to-glass run per backend; 0 skips it")
     ap.add_argument("--quick", action="store_true", help="only 1 animated 720p egress per backend")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the 1-egress animated 720p row, median shown (default 3)")
+    ap.add_argument("--warm-only", action="store_true", help="only the cold/warm start table")
     a = ap.parse_args()
     backends = a.backends.split(",")
     # (name, page, egresses, width, height, only)
@@ -271,24 +272,25 @@ def main():
                  ("animated 4-tile, 2 concurrent, 720p30", "animated.html", 2, 1280, 720, None),
                  ("animated 4-tile, 3 concurrent, 720p30", "animated.html", 3, 1280, 720, None),
                  ("animated 4-tile, 1 egress, 1080p30", "animated.html", 1, 1920, 1080, None)]
-    print("| backend | scenario (x264 veryfast; AAC 128 kbps) | CPU cores / egress | PSS MB / egress | delivered fps | new pictures (decoded) "
-          "| duplicated (egress counts) | dropped (egress counts) "
-          "| start → ACTIVE s | start → first playable part s | start → first segment s | cores vs anchor | PSS vs anchor |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = {}
-    for backend in backends:
-        for i, (name, page, n, w, h, only) in enumerate(rows):
-            runs = [scenario(a.binary, page, n, a.seconds, a.warmup, width=w, height=h, only=only, backend=backend)
-                    for _ in range(a.repeat if i == 0 else 1)]
-            # Each column's median over the runs (the machine is noisy).
-            r = {k: statistics.median(x[k] for x in runs) for k in runs[0] if k != "idle"}
-            if len(runs) > 1:
-                each = ", ".join(f"{x['cores']:.2f}" for x in runs)
-                name = f"{name} (median of {len(runs)}; cores {each})"
-            results[(backend, rows[i][0])] = r
-            print(f"| {backend} | {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['fps']:.1f} | {pct(r['fresh'])} | {pct(r['dup'])} | {pct(r['drop'])} | "
-                  f"{r['active']:.2f} | {r['part']:.2f} | {r['first']:.2f} | {r['cores'] / ANCHOR_CORES:.2f}× | {r['pss'] / ANCHOR_MB:.2f}× |", flush=True)
-    if not a.quick:
+    if not a.warm_only:
+        print("| backend | scenario (x264 veryfast; AAC 128 kbps) | CPU cores / egress | PSS MB / egress | delivered fps | new pictures (decoded) "
+              "| duplicated (egress counts) | dropped (egress counts) "
+              "| start → ACTIVE s | start → first playable part s | start → first segment s | cores vs anchor | PSS vs anchor |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for backend in backends:
+            for i, (name, page, n, w, h, only) in enumerate(rows):
+                runs = [scenario(a.binary, page, n, a.seconds, a.warmup, width=w, height=h, only=only, backend=backend)
+                        for _ in range(a.repeat if i == 0 else 1)]
+                # Each column's median over the runs (the machine is noisy).
+                r = {k: statistics.median(x[k] for x in runs) for k in runs[0] if k != "idle"}
+                if len(runs) > 1:
+                    each = ", ".join(f"{x['cores']:.2f}" for x in runs)
+                    name = f"{name} (median of {len(runs)}; cores {each})"
+                results[(backend, rows[i][0])] = r
+                print(f"| {backend} | {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['fps']:.1f} | {pct(r['fresh'])} | {pct(r['dup'])} | {pct(r['drop'])} | "
+                      f"{r['active']:.2f} | {r['part']:.2f} | {r['first']:.2f} | {r['cores'] / ANCHOR_CORES:.2f}× | {r['pss'] / ANCHOR_MB:.2f}× |", flush=True)
+    if not a.quick and not a.warm_only:
         # The sound's own cost: the first backend's animated egress without it, and the sound alone.
         print()
         print(f"| the sound's cost ({backends[0]}, animated 720p30) | CPU cores | PSS MB | start → first playable part s |")
@@ -299,19 +301,19 @@ def main():
             print(f"| {name} | {r['cores']:.2f} | {r['pss']:.0f} | {r['part']:.2f} |", flush=True)
             if only == "video":
                 print(f"| audio's extra (with − video_only) | {base['cores'] - r['cores']:+.2f} | {base['pss'] - r['pss']:+.0f} | |", flush=True)
-    if not a.quick:
-        # Cold and warm starts (pool.size 1) of the CDP backends, and what a warm worker costs idle.
+    if not a.quick or a.warm_only:
+        # Cold and warm starts (pool.size 1), and what a warm worker costs idle.
         print()
         print("| backend | start | start → ACTIVE s | start → first playable part s | idle warm worker: cores | idle warm worker: PSS MB |")
         print("|---|---|---|---|---|---|")
-        for backend in [b for b in backends if not b.startswith("x11")]:
-            cold = results[(backend, rows[0][0])]
+        for backend in backends:
+            cold = results.get((backend, rows[0][0])) or scenario(a.binary, "animated.html", 1, a.seconds, a.warmup, backend=backend)
             print(f"| {backend} | cold (pool empty) | {cold['active']:.2f} | {cold['part']:.2f} | | |")
             warm = [scenario(a.binary, "animated.html", 1, 5, 2, backend=backend, pool=1) for _ in range(a.repeat)]
             med = lambda k: statistics.median(x[k] for x in warm)
             idle_c = statistics.median(x["idle"]["cores"] for x in warm); idle_p = statistics.median(x["idle"]["pss"] for x in warm)
             print(f"| {backend} | warm (pool.size 1; median of {len(warm)}) | {med('active'):.2f} | {med('part'):.2f} | {idle_c:.3f} | {idle_p:.0f} |", flush=True)
-    if a.g2g_seconds > 0:
+    if a.g2g_seconds > 0 and not a.warm_only:
         print()
         print("| backend | glass-to-glass p50 ms (clock page → hls.js, one run) |")
         print("|---|---|")

@@ -570,9 +570,6 @@ impl Config {
         if !(1..=100).contains(&self.encoder.jpeg_quality) {
             bail!("encoder.jpeg_quality must be 1..=100");
         }
-        if self.pool.size > 0 && self.capture.backend == CaptureBackend::X11 {
-            bail!("pool.size: warm workers are for the CDP capture backends: set capture.backend to begin_frame or screencast");
-        }
         match url::Url::parse(&self.room.url) {
             Ok(u) if matches!(u.scheme(), "ws" | "wss" | "http" | "https") => {}
             _ => bail!("room.url {:?}: use the SFU's ws:// or wss:// URL", self.room.url),

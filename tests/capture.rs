@@ -224,8 +224,20 @@ async fn begin_frame_capture_holds_the_rate_of_a_still_page() {
 #[tokio::test(flavor = "multi_thread")]
 async fn warm_pool_serves_a_start_and_refills() {
     let _serial = SERIAL.lock().await;
+    check_warm_pool("begin_frame").await;
+}
+
+/// The same on the x11 backend, whose warm worker also holds its X server: the first egress
+/// records from that very screen.
+#[tokio::test(flavor = "multi_thread")]
+async fn x11_warm_pool_serves_a_start_and_refills() {
+    let _serial = SERIAL.lock().await;
+    check_warm_pool("x11").await;
+}
+
+async fn check_warm_pool(backend: &str) {
     // A refill well after the second start, so that one finds the pool empty.
-    let mut server = Server::start_with_config("capture: {backend: begin_frame}\npool: {size: 1, refill_delay_ms: 8000}\n").await;
+    let mut server = Server::start_with_config(&format!("capture: {{backend: {backend}}}\npool: {{size: 1, refill_delay_ms: 8000}}\n")).await;
     let wait_browsers = |n: usize| {
         let server = &server;
         async move {
@@ -241,6 +253,8 @@ async fn warm_pool_serves_a_start_and_refills() {
     };
     let warm = wait_browsers(1).await;
     assert!(server.workers().len() == 1, "one warm worker waits: {:?}", server.workers());
+    let warm_screens = server.x_servers();
+    assert_eq!(warm_screens.len(), usize::from(backend == "x11"), "{backend}: X servers of the warm worker");
 
     let first = server.start_egress(json!({"url": server.page("demo/animated.html"), "segment_outputs": [{}]})).await;
     server.wait_status(&first, "EGRESS_ACTIVE", 20 * S).await;
@@ -253,6 +267,10 @@ async fn warm_pool_serves_a_start_and_refills() {
     assert!(started.iter().any(|l| l.contains(&second) && l.contains("warm=false")), "second egress cold: {started:#?}");
     let running = server.chromium_browsers();
     assert!(running.contains(&warm[0]), "the warm browser {} runs the first egress: {running:?}", warm[0]);
+    if backend == "x11" {
+        let screens = server.x_servers();
+        assert!(warm_screens.iter().all(|x| screens.contains(x)) && screens.len() == 2, "the warm screen and a cold one: {screens:?}");
+    }
     // Both egresses' browsers, then the refilled warm one.
     let refilled = wait_browsers(3).await;
     tokio::time::sleep(2 * S).await;

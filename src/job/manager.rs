@@ -107,6 +107,7 @@ impl JobManager {
             // The defaults of a request without options (LiveKit's H264_720P_30, 48 kHz stereo).
             width: 1280,
             height: 720,
+            framerate: 30,
             audio: (self.cfg.audio.pulseaudio_path.display().to_string(), 48_000, 2),
             start_timeout_secs: self.cfg.timeouts.start_secs,
         }

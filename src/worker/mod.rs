@@ -7,7 +7,7 @@ pub mod process;
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -45,24 +45,34 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 /// Encoder output this far behind its input means it cannot keep up with the frame rate.
 const ENCODER_LAG_WARN_MS: u64 = 1000;
 
-/// What a warm worker launches before it has a job: the sound server and Chromium an egress
-/// with the service's defaults needs, idle on about:blank (see [`Prepared`]).
+/// What a warm worker launches before it has a job: the sound server and Chromium (and for the
+/// x11 backend its X server) an egress with the service's defaults needs, idle on about:blank
+/// (see [`Prepared`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WarmSpec {
     pub browser: BrowserSpec,
     pub capture: CaptureBackend,
     pub width: u32,
     pub height: u32,
+    /// The x11 backend's screen refreshes at this rate, so only jobs of this rate fit.
+    #[serde(default = "default_framerate")]
+    pub framerate: u32,
     /// (pulseaudio binary, sample rate, channels) of the sound server to start.
     pub audio: (String, u32, u32),
     pub start_timeout_secs: u64,
 }
 
-/// A warm worker's launched processes. The Chromium already plays into the sound server.
+fn default_framerate() -> u32 {
+    30
+}
+
+/// A warm worker's launched processes. The Chromium already plays into the sound server (and
+/// shows on the X server).
 pub struct Prepared {
     warm: WarmSpec,
     sound: SoundServer,
     chromium: Chromium,
+    screen: Option<XServer>,
 }
 
 impl Prepared {
@@ -71,14 +81,16 @@ impl Prepared {
         let timeout = Duration::from_secs(warm.start_timeout_secs);
         let (pulseaudio, rate, channels) = &warm.audio;
         let sound = SoundServer::start(pulseaudio, *rate, *channels, timeout).await?;
-        if warm.capture == CaptureBackend::X11 {
-            bail!("warm workers are for the CDP capture backends");
-        }
         let rendering = rendering_for(Some(warm.capture));
-        let chromium = Chromium::launch(&warm.browser, rendering, warm.width, warm.height, Some(&sound.address()), None, timeout).await?;
+        let screen = match rendering {
+            Rendering::X11 => Some(XServer::start(&warm.browser, warm.width, warm.height, warm.framerate, timeout).await?),
+            _ => None,
+        };
+        let display = screen.as_ref().map(|x| x.display());
+        let chromium = Chromium::launch(&warm.browser, rendering, warm.width, warm.height, Some(&sound.address()), display, timeout).await?;
         let _ = events.send(WorkerEvent::BrowserStarted { pid: chromium.pid() });
         info!(pid = chromium.pid(), "warm: chromium and sound server ready");
-        Ok(Self { warm, sound, chromium })
+        Ok(Self { warm, sound, chromium, screen })
     }
 
     /// Resolves if the prepared Chromium dies while waiting for a job.
@@ -98,7 +110,11 @@ impl WarmSpec {
     pub fn fits(&self, spec: &JobSpec) -> bool {
         let rendering_fits = rendering(spec) == rendering_for(Some(self.capture));
         let audio_fits = spec.audio.as_ref().is_none_or(|a| (a.pulseaudio_path.clone(), a.sample_rate, a.channels) == self.audio);
-        rendering_fits && audio_fits && spec.browser == self.browser
+        // A kiosk window is its screen's size, and the screen refreshes at the frame rate: on
+        // x11 only a picture of that size and rate fits (CDP viewports are set per page).
+        let screen_fits = rendering(spec) != Rendering::X11
+            || spec.video.as_ref().is_some_and(|v| (v.width, v.height, v.framerate) == (self.width, self.height, self.framerate));
+        rendering_fits && audio_fits && screen_fits && spec.browser == self.browser
     }
 }
 
@@ -256,17 +272,17 @@ pub async fn run(
 ) -> Result<()> {
     let (width, height) = spec.video.as_ref().map(|v| (v.width, v.height)).unwrap_or(AUDIO_ONLY_VIEWPORT);
     let start_timeout = Duration::from_secs(spec.start_timeout_secs);
-    let (warm_sound, mut warm_chromium) = match prepared {
+    let (warm_sound, mut warm_chromium, warm_screen) = match prepared {
         Some(p) if p.fits(spec) => {
             info!("warm start: using the prepared Chromium");
-            (Some(p.sound), Some(p.chromium))
+            (Some(p.sound), Some(p.chromium), p.screen)
         }
         Some(p) => {
             info!("the prepared Chromium does not fit this job: starting cold");
             p.chromium.close().await;
-            (None, None)
+            (None, None, None)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     // The page's sound server first, so Chromium's audio output opens on it.
     let sound = match (&spec.audio, warm_sound) {
@@ -285,8 +301,9 @@ pub async fn run(
     let audio = spec.audio.as_ref().zip(sound.as_ref()).map(|(a, s)| (a, s.address(), s.monitor()));
     let audio_input = audio.as_ref().map(|(a, addr, mon)| AudioInput { spec: a, server: addr, device: mon });
     // The x11 backend's screen: up before the pipeline, whose source opens it.
-    let screen = match rendering(spec) {
-        Rendering::X11 => Some(tokio::select! {
+    let screen = match (rendering(spec), warm_screen) {
+        (Rendering::X11, Some(x)) => Some(x),
+        (Rendering::X11, None) => Some(tokio::select! {
             x = XServer::start(&spec.browser, width, height, spec.video.as_ref().map_or(30, |v| v.framerate), start_timeout) => x?,
             _ = stop.cancelled() => return Ok(()),
         }),
@@ -407,8 +424,9 @@ async fn capture(
             presentation::install(&page).await?;
             presentation::await_next_presented(&page).await
         };
+        let waited = std::time::Instant::now();
         match shown.await {
-            Ok(true) => {}
+            Ok(true) => info!(waited_ms = waited.elapsed().as_millis() as u64, "the loaded page is on screen"),
             Ok(false) => warn!("no presented frame within 1 s of the page's start: recording anyway"),
             Err(e) => warn!("waiting for a presented frame: {e:#}"),
         }
