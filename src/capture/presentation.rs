@@ -21,8 +21,9 @@ use chromiumoxide::Page;
 
 /// Defines the probe in the page (once; again after a navigation cleared it): `presented()`
 /// resolves once a frame drawn from now on is on screen, `follow()` starts the periodic glyphs
-/// (five a second until the depth is known, then one a second: each paints a few pixels), and
-/// `median()` is the median of the last delays in ms (null while there are too few).
+/// (five a second for three seconds, then one every three seconds: each one repaints the
+/// page), and `median()` is the median of the last five delays in ms (null while there are
+/// fewer than three).
 const PROBE: &str = r#"(() => {
   const key = Symbol.for('roomcast.presentation');
   if (window[key]) return;
@@ -34,7 +35,7 @@ const PROBE: &str = r#"(() => {
       if (t === undefined) continue;
       pending.delete(e.identifier);
       delays.push(e.renderTime - t);
-      if (delays.length > 12) delays.shift();
+      if (delays.length > 5) delays.shift();
       waiters.splice(0).forEach(w => w(true));
     }
   }).observe({ type: 'element' });
@@ -52,7 +53,7 @@ const PROBE: &str = r#"(() => {
     setTimeout(() => s.remove(), 1500);
     setTimeout(() => pending.delete(id), 5000);
   });
-  const loop = () => setTimeout(() => { glyph(); loop(); }, n < 15 ? 200 : 1000);
+  const loop = () => setTimeout(() => { glyph(); loop(); }, n < 15 ? 200 : 3000);
   window[key] = {
     presented: () => new Promise(resolve => { waiters.push(resolve); glyph(); setTimeout(() => resolve(false), 1000); }),
     follow: () => { if (!following) { following = true; loop(); } },
