@@ -15,8 +15,11 @@
 //! itself (measured: 4–12 ms at every depth). The same probe tells when the screen first
 //! shows the loaded page, where recording starts.
 
-use anyhow::{Context, Result};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use chromiumoxide::js::{Evaluation, EvaluationResult};
 use chromiumoxide::Page;
 
 /// Defines the probe in the page (once; again after a navigation cleared it): `presented()`
@@ -68,9 +71,20 @@ const PROBE: &str = r#"(() => {
 /// The median delay; -1 while there are too few, -2 without the probe.
 const READ: &str = "(() => { const p = window[Symbol.for('roomcast.presentation')]; return p ? (p.median() ?? -1) : -2; })()";
 
+/// How long a call into the page may take. The worker's loop waits on these calls, and a
+/// Chromium that died answers nothing: the loop must get back to noticing that.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+async fn evaluate(page: &Page, what: &str, params: impl Into<Evaluation>) -> Result<EvaluationResult> {
+    tokio::time::timeout(ANSWER_WITHIN, page.evaluate(params))
+        .await
+        .map_err(|_| anyhow!("{what}: no answer within {ANSWER_WITHIN:?}"))?
+        .with_context(|| what.to_string())
+}
+
 /// Defines the probe.
 pub async fn install(page: &Page) -> Result<()> {
-    page.evaluate(PROBE).await.context("installing the presentation probe")?;
+    evaluate(page, "installing the presentation probe", PROBE).await?;
     Ok(())
 }
 
@@ -81,19 +95,19 @@ pub async fn install(page: &Page) -> Result<()> {
 pub async fn await_next_presented(page: &Page) -> Result<bool> {
     let expr = "window[Symbol.for('roomcast.presentation')].presented()";
     let params = EvaluateParams::builder().expression(expr).await_promise(true).return_by_value(true).build().map_err(anyhow::Error::msg)?;
-    page.evaluate(params).await.context("waiting for a presented frame")?.into_value::<bool>().context("the presented frame's answer")
+    evaluate(page, "waiting for a presented frame", params).await?.into_value::<bool>().context("the presented frame's answer")
 }
 
 /// Starts measuring the delay (the periodic glyphs).
 pub async fn follow(page: &Page) -> Result<()> {
-    page.evaluate("window[Symbol.for('roomcast.presentation')].follow()").await.context("starting the presentation probe")?;
+    evaluate(page, "starting the presentation probe", "window[Symbol.for('roomcast.presentation')].follow()").await?;
     Ok(())
 }
 
 /// The median delay from animation frame to presentation, ms, once there are enough; the
 /// probe is put back if a navigation took it.
 pub async fn median_delay_ms(page: &Page) -> Result<Option<f64>> {
-    let v = page.evaluate(READ).await.context("reading the presentation probe")?.into_value::<f64>().context("the probe's answer")?;
+    let v = evaluate(page, "reading the presentation probe", READ).await?.into_value::<f64>().context("the probe's answer")?;
     if v == -2.0 {
         install(page).await?;
         follow(page).await?;

@@ -41,7 +41,7 @@ const MAX_TOTAL: u64 = 65_000;
 const XORG_MIN: (u32, u32) = (64, 128);
 
 /// An Xorg config: the dummy driver, one `width`×`height` mode refreshing `fps` times a second,
-/// no input devices, nothing read from the system's config folders.
+/// no input devices, and (see [`XServer::start`]) none of the admin's config snippets.
 fn xorg_config(width: u32, height: u32, fps: u32) -> String {
     // Blanking sized so that the pixel clock is a whole number of kHz (Xorg keeps kHz):
     // htotal a multiple of 200 and vtotal of 5 make fps × htotal × vtotal a multiple of 1000.
@@ -135,7 +135,9 @@ impl XServer {
                 let dir = tempfile::Builder::new().prefix("roomcast-xorg-").tempdir().context("creating the X server's folder")?;
                 let config = dir.path().join("xorg.conf");
                 std::fs::write(&config, xorg_config(width, height, fps)).context("writing the Xorg config")?;
-                // An empty config folder, so the system's snippets (input drivers) stay out.
+                // An empty folder in place of /etc/X11/xorg.conf.d, so an admin's snippets stay
+                // out (Debian's own, in /usr/share/X11/xorg.conf.d, are input quirks only). As a
+                // plain user Xorg logs that it cannot open this folder, and goes on.
                 let snippets = dir.path().join("xorg.conf.d");
                 std::fs::create_dir(&snippets).context("creating the Xorg config folder")?;
                 cmd.arg("-config").arg(&config).arg("-configdir").arg(&snippets);
