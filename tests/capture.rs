@@ -278,7 +278,7 @@ async fn check_warm_pool(backend: &str) {
         let done = server.stop(id, "EGRESS_COMPLETE").await;
         let probe = ffprobe(done["segmentResults"][0]["playlistLocation"].as_str().unwrap());
         let (frames, duration) = frames_and_duration(&probe);
-        assert!(duration > 2.0 && (frames / duration - 30.0).abs() <= 1.0, "{id}: {frames} frames in {duration:.2} s");
+        assert!(duration > 2.0 && (frames / duration - 30.0).abs() <= 1.0, "{id}: {frames} frames in {duration:.2} s ({})", stream_summary(&probe));
     }
     let left = wait_browsers(1).await;
     assert!(refilled.contains(&left[0]) && !running.contains(&left[0]), "the refilled browser waits: {left:?}");

@@ -3,6 +3,7 @@
 //! outputs as [`MuxOutput`]s.
 //!
 //! appsrc → jpegdec → videoscale → videoconvert → caps(W×H) → videorate → caps(F fps) → tee
+//!   (or, for a screen: ximagesrc → caps → valve → leaky queue → videoscale → …)
 //!   tee → queue → x264enc → h264parse → cmafmux(fragment = segment, chunk = part) → appsink
 //!   tee → queue → videoscale → caps(w×h) → x264enc → … → appsink   (one per ladder rung)
 //!
@@ -387,9 +388,10 @@ struct PictureHead<'a> {
 }
 
 /// The source end of the picture: appsrc → jpegdec for pushed JPEG frames, or ximagesrc →
-/// caps(F fps) → valve for a screen (the valve drops frames until [`Pipeline::open_screen`];
+/// caps(F fps) → valve → queue for a screen (the valve drops frames until [`Pipeline::open_screen`];
 /// the first one through is the first frame). Returns the elements in order, the appsrc, the
-/// screen's (source, valve) and the captured-frame counter for a screen.
+/// screen's (source, valve) and the captured-frame counter for a screen. Both are bounded
+/// and leaky, so a backlog drops old frames rather than holding back the capture.
 type Source = (Vec<gst::Element>, Option<gst_app::AppSrc>, Option<Screen>, Option<Arc<AtomicU64>>);
 
 fn picture_source(video: &VideoSpec, head: PictureHead) -> Result<Source> {
@@ -434,7 +436,18 @@ fn picture_source(video: &VideoSpec, head: PictureHead) -> Result<Source> {
                 }
                 gst::PadProbeReturn::Ok
             });
-            Ok((vec![src.clone(), caps, valve.clone()], None, Some((src, valve)), Some(captured)))
+            // Like the appsrc's bound: if the encoder falls behind, the oldest frames go here
+            // (videorate repeats the one before) and the screen is still read on time. A
+            // source blocked by a full encoder queue would read nothing until it drains, so a
+            // stop during a backlog would end the picture that much before the sound.
+            let backlog = gst::ElementFactory::make("queue")
+                .property("max-size-buffers", 0u32)
+                .property("max-size-bytes", 0u32)
+                // Raw frames (3.7 MB at 720p): half a second, not the appsrc's second.
+                .property("max-size-time", gst::ClockTime::from_mseconds(500))
+                .build()?;
+            backlog.set_property_from_str("leaky", "downstream");
+            Ok((vec![src.clone(), caps, valve.clone(), backlog], None, Some((src, valve)), Some(captured)))
         }
     }
 }

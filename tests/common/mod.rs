@@ -342,6 +342,16 @@ pub fn frames_and_duration(probe: &Value) -> (f64, f64) {
     (frames, duration)
 }
 
+/// Each stream's type, start, duration and frame count, for failure messages.
+pub fn stream_summary(probe: &Value) -> String {
+    let streams = probe["streams"].as_array().cloned().unwrap_or_default();
+    let each: Vec<String> = streams
+        .iter()
+        .map(|s| format!("{} start {} duration {} frames {}", s["codec_type"], s["start_time"], s["duration"], s["nb_read_frames"]))
+        .collect();
+    format!("format start {} duration {}; {}", probe["format"]["start_time"], probe["format"]["duration"], each.join("; "))
+}
+
 pub fn video_stream(probe: &Value) -> Value {
     probe["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == "video").cloned().expect("a video stream")
 }
