@@ -9,9 +9,9 @@ static and animated 4-tile pages, 1, 2 and 3 concurrent egresses, 720p30 and 108
 the audio's own cost. Runs the real binary on loopback; prints Markdown tables.
 
 Usage: benches/egress_cost.py BINARY [--seconds 15] [--warmup 4] [--backends x11,begin_frame,screencast]
-       [--g2g-seconds 20] [--quick]
+       [--g2g-seconds 20] [--quick] [--repeat 3] [--warm-only] [--split]
 """
-import json, os, re, socket, subprocess, sys, tempfile, threading, time, urllib.request, statistics, argparse, signal
+import json, os, re, shutil, socket, subprocess, sys, tempfile, threading, time, urllib.request, statistics, argparse, signal
 
 ANCHOR_CORES, ANCHOR_MB = 1.8, 1600
 CLK = os.sysconf("SC_CLK_TCK")
@@ -52,6 +52,38 @@ def cpu_ticks(pid):
         return sum(int(x) for x in f[11:15])  # utime stime cutime cstime
     except OSError:
         return None
+
+
+def kind(pid):
+    """What a process is, for --split: Chromium's by its --type, others by name."""
+    try:
+        # Chromium's children rewrite their command line as one space-separated title.
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").split()
+        comm = open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        return "gone"
+    types = [c.split(b"=", 1)[1].decode() for c in cmd if c.startswith(b"--type=")]
+    if cmd and b"chrom" in cmd[0]:
+        return f"chromium {types[0] if types else 'browser'}"
+    return "roomcast" if comm.startswith("roomcast") else comm
+
+
+def thread_ticks(pid):
+    """{thread name: cpu ticks} of one process's threads (GStreamer names its streaming
+    threads after their element's pad, x264 its own)."""
+    out = {}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            f = open(f"/proc/{pid}/task/{t}/stat").read()
+        except OSError:
+            continue
+        name = re.sub(r"\d+$", "", f[f.index("(") + 1:f.rindex(")")])
+        out[name] = out.get(name, 0) + sum(int(x) for x in f.rsplit(") ", 1)[1].split()[11:13])
+    return out
 
 
 def pss_kb(pid):
@@ -113,6 +145,11 @@ def stop_serve(server, tmp):
         server.kill()
     for p in procs_with_env(f"TMPDIR={tmp}", set()):
         os.kill(p, signal.SIGKILL)
+    # Each scenario's folder holds its recordings: kept only when asked (to read serve.log).
+    if os.environ.get("ROOMCAST_BENCH_KEEP"):
+        print(f"egress_cost: kept {tmp}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def first_part_waiter(url, eid, t0, limit):
@@ -132,12 +169,12 @@ def first_part_waiter(url, eid, t0, limit):
     return waiter, part_at
 
 
-def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None, backend=None, pool=0):
+def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None, backend=None, pool=0, split=False):
     tmp = tempfile.mkdtemp(prefix="roomcast-bench-")
     port = free_port(); url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out",
                ROOMCAST_TEMPLATES_DIR=os.path.join(os.path.dirname(__file__), "..", "templates"),
-               LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG="warn")
+               LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG=os.environ.get("RUST_LOG", "warn"))
     if backend:
         env.update(backend_env(backend))
     if pool:
@@ -181,6 +218,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
         needle = f"TMPDIR={tmp}"
         pids = procs_with_env(needle, {server.pid})
         before = {p: cpu_ticks(p) for p in pids}
+        threads_before = {p: thread_ticks(p) for p in pids} if split else {}
         t0 = time.monotonic(); pss_samples = []
         while time.monotonic() - t0 < seconds:
             pss_samples.append(sum(pss_kb(p) for p in procs_with_env(needle, {server.pid})) / 1024)
@@ -190,6 +228,19 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
         counts = frame_counts(url, ids)
         ticks = sum(after[p] - before[p] for p in pids if before[p] is not None and after[p] is not None)
         cores = ticks / CLK / wall / n
+        if split:
+            by_kind, by_thread = {}, {}
+            for p in pids:
+                if before[p] is None or after[p] is None:
+                    continue
+                k = kind(p)
+                by_kind[k] = by_kind.get(k, 0) + after[p] - before[p]
+                if k == "roomcast":
+                    for name, t in thread_ticks(p).items():
+                        by_thread[name] = by_thread.get(name, 0) + t - threads_before[p].get(name, 0)
+            fmt = lambda d: ", ".join(f"{k} {v / CLK / wall / n:.3f}" for k, v in sorted(d.items(), key=lambda kv: -kv[1]) if v > 0)
+            print(f"egress_cost: cores by process: {fmt(by_kind)}", file=sys.stderr)
+            print(f"egress_cost: cores by worker thread: {fmt(by_thread)}", file=sys.stderr)
         pss = statistics.median(pss_samples) / n
         for eid in ids:
             twirp(url, "StopEgress", {"egress_id": eid}, token)
@@ -263,6 +314,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="only 1 animated 720p egress per backend")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the 1-egress animated 720p row, median shown (default 3)")
     ap.add_argument("--warm-only", action="store_true", help="only the cold/warm start table")
+    ap.add_argument("--split", action="store_true", help="also print (stderr) each scenario's cores by process kind and by worker thread")
     a = ap.parse_args()
     backends = a.backends.split(",")
     # (name, page, egresses, width, height, only)
@@ -280,7 +332,7 @@ def main():
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for backend in backends:
             for i, (name, page, n, w, h, only) in enumerate(rows):
-                runs = [scenario(a.binary, page, n, a.seconds, a.warmup, width=w, height=h, only=only, backend=backend)
+                runs = [scenario(a.binary, page, n, a.seconds, a.warmup, width=w, height=h, only=only, backend=backend, split=a.split)
                         for _ in range(a.repeat if i == 0 else 1)]
                 # Each column's median over the runs (the machine is noisy).
                 r = {k: statistics.median(x[k] for x in runs) for k in runs[0] if k != "idle"}
