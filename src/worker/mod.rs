@@ -284,56 +284,74 @@ pub async fn run(
         }
         None => (None, None, None),
     };
-    // The page's sound server first, so Chromium's audio output opens on it.
-    let sound = match (&spec.audio, warm_sound) {
-        (Some(_), Some(s)) => Some(s),
-        (Some(a), None) => Some(tokio::select! {
-            s = SoundServer::start(&a.pulseaudio_path, a.sample_rate, a.channels, start_timeout) => s?,
-            _ = stop.cancelled() => return Ok(()),
-        }),
-        (None, _) => None,
+    // A cold start is a chain of process starts; each step runs beside the ones it does not
+    // need. The sound server and the X server first (Chromium's audio output opens on the
+    // one, its window on the other, and the pipeline records both)...
+    let framerate = spec.video.as_ref().map_or(30, |v| v.framerate);
+    let servers = async {
+        let sound = async {
+            match (&spec.audio, warm_sound) {
+                (Some(_), Some(s)) => Ok(Some(s)),
+                (Some(a), None) => SoundServer::start(&a.pulseaudio_path, a.sample_rate, a.channels, start_timeout).await.map(Some),
+                (None, _) => Ok(None),
+            }
+        };
+        let screen = async {
+            match (rendering(spec), warm_screen) {
+                (Rendering::X11, Some(x)) => Ok(Some(x)),
+                (Rendering::X11, None) => XServer::start(&spec.browser, width, height, framerate, start_timeout).await.map(Some),
+                _ => Ok(None),
+            }
+        };
+        let (sound, screen) = tokio::join!(sound, screen);
+        Ok::<_, anyhow::Error>((sound?, screen?))
     };
-    // The pipeline starts before Chromium: the sound server's source takes up to a second or
-    // so to deliver its first samples, and the picture must not wait for it. Audio before the
-    // first frame is dropped, so both start together.
+    let (sound, screen) = tokio::select! {
+        s = servers => s?,
+        _ = stop.cancelled() => return Ok(()),
+    };
+    // ...then Chromium's launch beside the pipeline's. The pipeline is playing before the page
+    // loads: the sound server's source takes up to a second or so to deliver its first
+    // samples, and the picture must not wait for it. Audio before the first frame is dropped,
+    // so both start together. Chromium opens no sound stream before a page plays, so the
+    // sink's restart below cannot cut one.
     let hls = spec.hls.as_ref().ok_or_else(|| anyhow!("no output"))?;
     let (mux_tx, mux_rx) = mpsc::unbounded_channel();
-    let audio = spec.audio.as_ref().zip(sound.as_ref()).map(|(a, s)| (a, s.address(), s.monitor()));
-    let audio_input = audio.as_ref().map(|(a, addr, mon)| AudioInput { spec: a, server: addr, device: mon });
-    // The x11 backend's screen: up before the pipeline, whose source opens it.
-    let screen = match (rendering(spec), warm_screen) {
-        (Rendering::X11, Some(x)) => Some(x),
-        (Rendering::X11, None) => Some(tokio::select! {
-            x = XServer::start(&spec.browser, width, height, spec.video.as_ref().map_or(30, |v| v.framerate), start_timeout) => x?,
-            _ = stop.cancelled() => return Ok(()),
-        }),
-        _ => None,
-    };
-    let picture = match &screen {
-        Some(x) => PictureInput::Screen { display: x.display(), ticks: x.chromium_tick_us().map(|period_us| Ticks { period_us }) },
-        None => PictureInput::Frames,
-    };
-    let mut pipe = Pipeline::build(spec.video.as_ref(), picture, audio_input, hls, mux_tx)?;
-    if let Some(t) = pipe.ticks() {
-        pipe.set_picture_delay(t.period() * ASSUMED_TICKS_BEHIND);
-    }
-    pipe.start().await?;
-    if let Some(sound) = &sound {
-        // The recorder is connected once the pipeline plays: let its latency take effect.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        sound.restart_sink().await?;
-    }
     let address = sound.as_ref().map(|s| s.address());
-    let mut chromium = match warm_chromium.take() {
-        Some(c) => c,
-        None => {
-            let c = tokio::select! {
-                c = Chromium::launch(&spec.browser, rendering(spec), width, height, address.as_deref(), screen.as_ref().map(|x| x.display()), start_timeout) => c?,
-                _ = stop.cancelled() => return Ok(()),
-            };
-            let _ = events.send(WorkerEvent::BrowserStarted { pid: c.pid() });
-            c
+    let launch = async {
+        match warm_chromium.take() {
+            Some(c) => Ok(c),
+            None => {
+                let c = Chromium::launch(&spec.browser, rendering(spec), width, height, address.as_deref(), screen.as_ref().map(|x| x.display()), start_timeout).await?;
+                let _ = events.send(WorkerEvent::BrowserStarted { pid: c.pid() });
+                Ok::<_, anyhow::Error>(c)
+            }
         }
+    };
+    let prepare = async {
+        let audio = spec.audio.as_ref().zip(sound.as_ref()).map(|(a, s)| (a, s.address(), s.monitor()));
+        let audio_input = audio.as_ref().map(|(a, addr, mon)| AudioInput { spec: a, server: addr, device: mon });
+        let picture = match &screen {
+            Some(x) => PictureInput::Screen { display: x.display(), ticks: x.chromium_tick_us().map(|period_us| Ticks { period_us }) },
+            None => PictureInput::Frames,
+        };
+        let mut pipe = Pipeline::build(spec.video.as_ref(), picture, audio_input, hls, mux_tx)?;
+        if let Some(t) = pipe.ticks() {
+            pipe.set_picture_delay(t.period() * ASSUMED_TICKS_BEHIND);
+        }
+        pipe.start().await?;
+        if let Some(sound) = &sound {
+            // The recorder is connected once the pipeline plays: let its latency take effect.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            sound.restart_sink().await?;
+        }
+        Ok::<_, anyhow::Error>(pipe)
+    };
+    // The launch is polled first, so Chromium's process is spawned before the pipeline's
+    // (synchronous) build runs. Either failing drops the other, which ends its processes.
+    let (mut chromium, pipe) = tokio::select! {
+        (c, p) = async { tokio::join!(launch, prepare) } => (c?, p?),
+        _ = stop.cancelled() => return Ok(()),
     };
     let result = capture(spec, &mut chromium, pipe, mux_rx, &events, commands, &stop).await;
     chromium.close().await;
