@@ -660,6 +660,7 @@ fn encode_branch(
     let (mux, sink) = mux_to_appsink(if with_audio { "isofmp4mux" } else { "cmafmux" }, timing, rendition, out)?;
     let parse = make("h264parse")?;
     split_after_first_part(&parse.static_pad("src").context("h264parse has no src pad")?, &mux, timing.part_ns());
+    key_frame_after_first_part(&enc, timing.part_ns())?;
     chain.extend([enc.clone(), enc_caps, parse, mux, sink]);
     Ok((chain, enc))
 }
@@ -715,6 +716,34 @@ fn split_after_first_part(pad: &gst::Pad, mux: &gst::Element, part_ns: u64) {
         }
         gst::PadProbeReturn::Remove
     });
+}
+
+/// Asks the encoder, once its first frame is out, for a keyframe one part later: where the
+/// first fragment ends. The muxer asks for it too, but only once every stream has data; with
+/// sound that can be after that frame went in, which left the first segment a frame or two
+/// long (and the part after it short). Not before the
+/// first frame: GStreamer 1.22's encoder base class then compares the request with that
+/// frame's shifted time (x264enc's 1000 h), makes it a keyframe, and drops the muxer's request
+/// as already served.
+fn key_frame_after_first_part(encoder: &gst::Element, part_ns: u64) -> Result<()> {
+    let src = encoder.static_pad("src").context("encoder has no src pad")?;
+    src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
+        let segment = pad.sticky_event::<gst::event::Segment>(0);
+        let running = match (buf.pts(), segment.as_ref().and_then(|s| s.segment().downcast_ref::<gst::ClockTime>().cloned())) {
+            (Some(pts), Some(seg)) => seg.to_running_time(pts),
+            (pts, _) => pts,
+        };
+        if let Some(rt) = running {
+            let at = rt + gst::ClockTime::from_nseconds(part_ns);
+            if !pad.send_event(gst_video::UpstreamForceKeyUnitEvent::builder().running_time(at).all_headers(true).build()) {
+                warn!("the encoder refused a keyframe request for the first segment's end");
+            }
+        }
+        gst::PadProbeReturn::Remove
+    })
+    .context("probing the encoder's output")?;
+    Ok(())
 }
 
 /// Splits one cmafmux output (a buffer list) into the init segment and the chunk.
