@@ -73,7 +73,11 @@ const READ: &str = "(() => { const p = window[Symbol.for('roomcast.presentation'
 
 /// How long a call into the page may take. The worker's loop waits on these calls, and a
 /// Chromium that died answers nothing: the loop must get back to noticing that.
-const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+/// How long `follow()` measures five times a second (15 glyphs, 200 ms apart) before it
+/// slows to one glyph every 3 s.
+pub const FAST_PHASE: Duration = Duration::from_secs(3);
 
 async fn evaluate(page: &Page, what: &str, params: impl Into<Evaluation>) -> Result<EvaluationResult> {
     tokio::time::timeout(ANSWER_WITHIN, page.evaluate(params))

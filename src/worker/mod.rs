@@ -232,6 +232,12 @@ impl Watch {
     }
 }
 
+/// How often the worker reads the probe's median: often while the probe measures five times
+/// a second (the sound should follow before the page's first sound is heard), then once a
+/// second.
+const DEPTH_READ_FAST: Duration = Duration::from_millis(250);
+const DEPTH_READ_SLOW: Duration = Duration::from_secs(1);
+
 /// Ticks behind assumed until the first measurement: the depth most egresses settle at.
 const ASSUMED_TICKS_BEHIND: u32 = 1;
 
@@ -465,7 +471,8 @@ async fn capture(
         _ => None,
     };
     // Often at first: the sound should follow before the page's first sound is heard.
-    let mut depth_tick = tokio::time::interval(Duration::from_millis(250));
+    let mut depth_tick = tokio::time::interval(DEPTH_READ_FAST);
+    let fast_until = tokio::time::Instant::now() + presentation::FAST_PHASE + DEPTH_READ_SLOW;
     let mut picture = match &spec.video {
         Some(_) if on_screen => None,
         Some(v) => {
@@ -495,9 +502,13 @@ async fn capture(
     let mut watch = Watch::default();
     let outcome: Result<()> = loop {
         tokio::select! {
-            _ = depth_tick.tick(), if depth.is_some() => {
+            now = depth_tick.tick(), if depth.is_some() => {
                 if let Some(d) = depth.as_mut() {
                     d.check(&page, &pipe).await;
+                }
+                // Past the probe's fast phase a new measurement comes only every 3 s.
+                if now >= fast_until && depth_tick.period() < DEPTH_READ_SLOW {
+                    depth_tick = tokio::time::interval_at(now + DEPTH_READ_SLOW, DEPTH_READ_SLOW);
                 }
             }
             _ = stats_tick.tick(), if spec.video.is_some() => {
@@ -534,9 +545,12 @@ async fn capture(
                 break Ok(());
             }
             Some(cmd) = commands.recv() => match cmd {
-                WorkerCommand::Layout { layout } => match page.evaluate(crate::room::layout_script(&layout)).await {
-                    Ok(_) => info!(%layout, "layout sent to the page"),
-                    Err(e) => warn!(%layout, "telling the page of its layout: {e}"),
+                // Bounded like every call into the page: a dead browser answers nothing, and
+                // this loop must go on to notice its exit.
+                WorkerCommand::Layout { layout } => match tokio::time::timeout(presentation::ANSWER_WITHIN, page.evaluate(crate::room::layout_script(&layout))).await {
+                    Ok(Ok(_)) => info!(%layout, "layout sent to the page"),
+                    Ok(Err(e)) => warn!(%layout, "telling the page of its layout: {e}"),
+                    Err(_) => warn!(%layout, limit = ?presentation::ANSWER_WITHIN, "telling the page of its layout: no answer in time"),
                 },
             },
             _ = stop.cancelled() => break Ok(()),
