@@ -697,6 +697,15 @@ fn mux_to_appsink(
     Ok((mux, sink.upcast()))
 }
 
+/// A buffer's running time on `pad` (its PTS where the pad has no time segment).
+fn running_time(pad: &gst::Pad, buf: &gst::BufferRef) -> Option<gst::ClockTime> {
+    let segment = pad.sticky_event::<gst::event::Segment>(0);
+    match (buf.pts(), segment.as_ref().and_then(|s| s.segment().downcast_ref::<gst::ClockTime>().cloned())) {
+        (Some(pts), Some(seg)) => seg.to_running_time(pts),
+        (pts, _) => pts,
+    }
+}
+
 /// Makes the first fragment (hence the first segment) a single part: on the first buffer
 /// into the muxer, asks it to split one part later. The muxer then requests a keyframe there
 /// from the encoder, and schedules every later fragment a whole segment after the previous
@@ -705,11 +714,7 @@ fn split_after_first_part(pad: &gst::Pad, mux: &gst::Element, part_ns: u64) {
     let mux = mux.downgrade();
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
-        let segment = pad.sticky_event::<gst::event::Segment>(0);
-        let running = match (buf.pts(), segment.as_ref().and_then(|s| s.segment().downcast_ref::<gst::ClockTime>().cloned())) {
-            (Some(pts), Some(seg)) => seg.to_running_time(pts),
-            (pts, _) => pts,
-        };
+        let running = running_time(pad, buf);
         if let (Some(rt), Some(mux)) = (running, mux.upgrade()) {
             mux.emit_by_name::<()>("split-at-running-time", &[&(rt + gst::ClockTime::from_nseconds(part_ns))]);
             debug!(first_running_time = %rt, "first segment: one part");
@@ -729,11 +734,7 @@ fn key_frame_after_first_part(encoder: &gst::Element, part_ns: u64) -> Result<()
     let src = encoder.static_pad("src").context("encoder has no src pad")?;
     src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
-        let segment = pad.sticky_event::<gst::event::Segment>(0);
-        let running = match (buf.pts(), segment.as_ref().and_then(|s| s.segment().downcast_ref::<gst::ClockTime>().cloned())) {
-            (Some(pts), Some(seg)) => seg.to_running_time(pts),
-            (pts, _) => pts,
-        };
+        let running = running_time(pad, buf);
         if let Some(rt) = running {
             let at = rt + gst::ClockTime::from_nseconds(part_ns);
             if !pad.send_event(gst_video::UpstreamForceKeyUnitEvent::builder().running_time(at).all_headers(true).build()) {
