@@ -90,14 +90,23 @@ impl Sfu {
     }
 }
 
+/// One of a config enum's names (its serde name, as env vars and request headers give it),
+/// or an error that lists them all.
+fn parse_choice<T: Copy>(s: &str, what: &str, choices: &[(&str, T)]) -> Result<T> {
+    if let Some((_, v)) = choices.iter().find(|(name, _)| *name == s) {
+        return Ok(*v);
+    }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => bail!("{what} {s:?}: use {} or {last}", rest.join(", ")),
+        _ => bail!("{what} {s:?}: use {}", names.join("")),
+    }
+}
+
 impl std::str::FromStr for Sfu {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "livekit" => Ok(Self::Livekit),
-            "janus" => Ok(Self::Janus),
-            _ => bail!("sfu {s:?}: use livekit or janus"),
-        }
+        parse_choice(s, "sfu", &[("livekit", Self::Livekit), ("janus", Self::Janus)])
     }
 }
 
@@ -231,12 +240,7 @@ impl CaptureConfig {
 impl std::str::FromStr for CaptureBackend {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "begin_frame" => Ok(Self::BeginFrame),
-            "screencast" => Ok(Self::Screencast),
-            "x11" => Ok(Self::X11),
-            _ => bail!("capture backend {s:?}: use begin_frame, screencast or x11"),
-        }
+        parse_choice(s, "capture backend", &[("begin_frame", Self::BeginFrame), ("screencast", Self::Screencast), ("x11", Self::X11)])
     }
 }
 
@@ -275,11 +279,7 @@ pub enum XServerKind {
 impl std::str::FromStr for XServerKind {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "xorg" => Ok(Self::Xorg),
-            "xvfb" => Ok(Self::Xvfb),
-            _ => bail!("X server {s:?}: use xorg or xvfb"),
-        }
+        parse_choice(s, "X server", &[("xorg", Self::Xorg), ("xvfb", Self::Xvfb)])
     }
 }
 
@@ -343,13 +343,7 @@ pub enum VideoEncoder {
 impl std::str::FromStr for VideoEncoder {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "x264" => Ok(Self::X264),
-            "vaapi" => Ok(Self::Vaapi),
-            "nvenc" => Ok(Self::Nvenc),
-            _ => bail!("video encoder {s:?}: use auto, x264, vaapi or nvenc"),
-        }
+        parse_choice(s, "video encoder", &[("auto", Self::Auto), ("x264", Self::X264), ("vaapi", Self::Vaapi), ("nvenc", Self::Nvenc)])
     }
 }
 
@@ -671,6 +665,22 @@ mod tests {
         assert_eq!(cfg.max_concurrent, 2);
         assert_eq!(cfg.api_key.as_deref(), Some("k"));
         assert!(cfg.validate().is_err(), "a key without a secret is refused");
+    }
+
+    #[test]
+    fn config_enums_parse_their_serde_names_and_list_them_when_wrong() {
+        assert_eq!("x11".parse::<CaptureBackend>().unwrap(), CaptureBackend::X11);
+        assert_eq!("xvfb".parse::<XServerKind>().unwrap(), XServerKind::Xvfb);
+        assert_eq!("nvenc".parse::<VideoEncoder>().unwrap(), VideoEncoder::Nvenc);
+        assert_eq!("janus".parse::<Sfu>().unwrap(), Sfu::Janus);
+        // The same names serde reads from a config file.
+        let b: CaptureBackend = serde_yaml::from_str("begin_frame").unwrap();
+        assert_eq!(b, "begin_frame".parse().unwrap());
+        let err = |e: anyhow::Error| e.to_string();
+        assert_eq!(err("gpu".parse::<CaptureBackend>().unwrap_err()), "capture backend \"gpu\": use begin_frame, screencast or x11");
+        assert_eq!(err("xwayland".parse::<XServerKind>().unwrap_err()), "X server \"xwayland\": use xorg or xvfb");
+        assert_eq!(err("qsv".parse::<VideoEncoder>().unwrap_err()), "video encoder \"qsv\": use auto, x264, vaapi or nvenc");
+        assert_eq!(err("mediasoup".parse::<Sfu>().unwrap_err()), "sfu \"mediasoup\": use livekit or janus");
     }
 
     #[test]
