@@ -80,12 +80,10 @@ impl Prepared {
     pub async fn launch(warm: WarmSpec, events: &mpsc::UnboundedSender<WorkerEvent>) -> Result<Self> {
         let timeout = Duration::from_secs(warm.start_timeout_secs);
         let (pulseaudio, rate, channels) = &warm.audio;
-        let sound = SoundServer::start(pulseaudio, *rate, *channels, timeout).await?;
         let rendering = rendering_for(Some(warm.capture));
-        let screen = match rendering {
-            Rendering::X11 => Some(XServer::start(&warm.browser, warm.width, warm.height, warm.framerate, timeout).await?),
-            _ => None,
-        };
+        let x11 = (rendering == Rendering::X11).then_some((&warm.browser, warm.width, warm.height, warm.framerate));
+        let (sound, screen) = start_servers(Some((pulseaudio.as_str(), *rate, *channels)), x11, timeout).await?;
+        let sound = sound.ok_or_else(|| anyhow!("a warm worker's sound server was not started"))?;
         let display = screen.as_ref().map(|x| x.display());
         let chromium = Chromium::launch(&warm.browser, rendering, warm.width, warm.height, Some(&sound.address()), display, timeout).await?;
         let _ = events.send(WorkerEvent::BrowserStarted { pid: chromium.pid() });
@@ -232,6 +230,30 @@ impl Watch {
     }
 }
 
+/// Starts the page's sound server (`sound`: pulseaudio's path, rate, channels) and the x11
+/// backend's X server (`screen`: its size and refresh rate) side by side; either failing ends
+/// the other.
+async fn start_servers(
+    sound: Option<(&str, u32, u32)>,
+    screen: Option<(&BrowserSpec, u32, u32, u32)>,
+    timeout: Duration,
+) -> Result<(Option<SoundServer>, Option<XServer>)> {
+    let sound = async {
+        match sound {
+            Some((pulseaudio, rate, channels)) => SoundServer::start(pulseaudio, rate, channels, timeout).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let screen = async {
+        match screen {
+            Some((browser, width, height, fps)) => XServer::start(browser, width, height, fps, timeout).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (sound, screen) = tokio::join!(sound, screen);
+    Ok((sound?, screen?))
+}
+
 /// How often the worker reads the probe's median: often while the probe measures five times
 /// a second (the sound should follow before the page's first sound is heard), then once a
 /// second.
@@ -292,30 +314,17 @@ pub async fn run(
     };
     // A cold start is a chain of process starts; each step runs beside the ones it does not
     // need. The sound server and the X server first (Chromium's audio output opens on the
-    // one, its window on the other, and the pipeline records both)...
+    // one, its window on the other, and the pipeline records both), those the warm worker
+    // did not bring...
     let framerate = spec.video.as_ref().map_or(30, |v| v.framerate);
-    let servers = async {
-        let sound = async {
-            match (&spec.audio, warm_sound) {
-                (Some(_), Some(s)) => Ok(Some(s)),
-                (Some(a), None) => SoundServer::start(&a.pulseaudio_path, a.sample_rate, a.channels, start_timeout).await.map(Some),
-                (None, _) => Ok(None),
-            }
-        };
-        let screen = async {
-            match (rendering(spec), warm_screen) {
-                (Rendering::X11, Some(x)) => Ok(Some(x)),
-                (Rendering::X11, None) => XServer::start(&spec.browser, width, height, framerate, start_timeout).await.map(Some),
-                _ => Ok(None),
-            }
-        };
-        let (sound, screen) = tokio::join!(sound, screen);
-        Ok::<_, anyhow::Error>((sound?, screen?))
-    };
+    let need_sound = spec.audio.as_ref().filter(|_| warm_sound.is_none()).map(|a| (a.pulseaudio_path.as_str(), a.sample_rate, a.channels));
+    let need_screen = (rendering(spec) == Rendering::X11 && warm_screen.is_none()).then_some((&spec.browser, width, height, framerate));
     let (sound, screen) = tokio::select! {
-        s = servers => s?,
+        s = start_servers(need_sound, need_screen, start_timeout) => s?,
         _ = stop.cancelled() => return Ok(()),
     };
+    let sound = sound.or(warm_sound.filter(|_| spec.audio.is_some()));
+    let screen = screen.or(warm_screen.filter(|_| rendering(spec) == Rendering::X11));
     // ...then Chromium's launch beside the pipeline's. The pipeline is playing before the page
     // loads: the sound server's source takes up to a second or so to deliver its first
     // samples, and the picture must not wait for it. Audio before the first frame is dropped,
