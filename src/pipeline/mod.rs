@@ -195,7 +195,7 @@ impl Pipeline {
                 let q = queue()?;
                 pipeline.add_many([&q, &mux, &sink])?;
                 gst::Element::link_many([tee, &q, &mux, &sink]).context("linking the sound into its muxer")?;
-                split_after_first_part(&q.static_pad("src").context("queue has no src pad")?, &mux, timing.part_ns());
+                split_after_first_part(&q.static_pad("src").context("queue has no src pad")?, &mux, timing.part_ns(), false);
                 (None, None, None)
             }
         };
@@ -659,8 +659,7 @@ fn encode_branch(
     let (enc, enc_caps) = encoder::h264(v)?;
     let (mux, sink) = mux_to_appsink(if with_audio { "isofmp4mux" } else { "cmafmux" }, timing, rendition, out)?;
     let parse = make("h264parse")?;
-    split_after_first_part(&parse.static_pad("src").context("h264parse has no src pad")?, &mux, timing.part_ns());
-    key_frame_after_first_part(&enc, timing.part_ns())?;
+    split_after_first_part(&enc.static_pad("src").context("encoder has no src pad")?, &mux, timing.part_ns(), true);
     chain.extend([enc.clone(), enc_caps, parse, mux, sink]);
     Ok((chain, enc))
 }
@@ -707,44 +706,30 @@ fn running_time(pad: &gst::Pad, buf: &gst::BufferRef) -> Option<gst::ClockTime> 
 }
 
 /// Makes the first fragment (hence the first segment) a single part: on the first buffer
-/// into the muxer, asks it to split one part later. The muxer then requests a keyframe there
-/// from the encoder, and schedules every later fragment a whole segment after the previous
-/// one, on the encoder's GOP cadence. See [`HlsTiming`] for why.
-fn split_after_first_part(pad: &gst::Pad, mux: &gst::Element, part_ns: u64) {
+/// into the muxer, asks it to split one part later, and every later fragment follows a whole
+/// segment after that, on the encoder's GOP cadence. See [`HlsTiming`] for why.
+///
+/// With `from_encoder` (`pad` is the video encoder's output) the encoder is also asked for
+/// the keyframe there. The muxer asks for it too, but only once every stream has data; with
+/// sound that can be after that frame went in, which left the first segment a frame or two
+/// long. Not before the encoder's first frame is out: GStreamer 1.22's encoder base class then
+/// compares the request with that frame's shifted time (x264enc's 1000 h), makes it a
+/// keyframe, and drops the muxer's request as already served.
+fn split_after_first_part(pad: &gst::Pad, mux: &gst::Element, part_ns: u64, from_encoder: bool) {
     let mux = mux.downgrade();
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
-        let running = running_time(pad, buf);
-        if let (Some(rt), Some(mux)) = (running, mux.upgrade()) {
-            mux.emit_by_name::<()>("split-at-running-time", &[&(rt + gst::ClockTime::from_nseconds(part_ns))]);
+        let Some(rt) = running_time(pad, buf) else { return gst::PadProbeReturn::Remove };
+        let at = rt + gst::ClockTime::from_nseconds(part_ns);
+        if let Some(mux) = mux.upgrade() {
+            mux.emit_by_name::<()>("split-at-running-time", &[&at]);
             debug!(first_running_time = %rt, "first segment: one part");
+        }
+        if from_encoder && !pad.send_event(gst_video::UpstreamForceKeyUnitEvent::builder().running_time(at).all_headers(true).build()) {
+            warn!("the encoder refused a keyframe request for the first segment's end");
         }
         gst::PadProbeReturn::Remove
     });
-}
-
-/// Asks the encoder, once its first frame is out, for a keyframe one part later: where the
-/// first fragment ends. The muxer asks for it too, but only once every stream has data; with
-/// sound that can be after that frame went in, which left the first segment a frame or two
-/// long (and the part after it short). Not before the
-/// first frame: GStreamer 1.22's encoder base class then compares the request with that
-/// frame's shifted time (x264enc's 1000 h), makes it a keyframe, and drops the muxer's request
-/// as already served.
-fn key_frame_after_first_part(encoder: &gst::Element, part_ns: u64) -> Result<()> {
-    let src = encoder.static_pad("src").context("encoder has no src pad")?;
-    src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-        let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
-        let running = running_time(pad, buf);
-        if let Some(rt) = running {
-            let at = rt + gst::ClockTime::from_nseconds(part_ns);
-            if !pad.send_event(gst_video::UpstreamForceKeyUnitEvent::builder().running_time(at).all_headers(true).build()) {
-                warn!("the encoder refused a keyframe request for the first segment's end");
-            }
-        }
-        gst::PadProbeReturn::Remove
-    })
-    .context("probing the encoder's output")?;
-    Ok(())
 }
 
 /// Splits one cmafmux output (a buffer list) into the init segment and the chunk.
