@@ -112,9 +112,9 @@ impl XServer {
             }
             k => k,
         };
-        let binary = match kind {
-            XServerKind::Xorg => browser.xorg_path.as_str(),
-            XServerKind::Xvfb => browser.xvfb_path.as_str(),
+        let (binary, install) = match kind {
+            XServerKind::Xorg => (browser.xorg_path.as_str(), "apt install xserver-xorg-core xserver-xorg-video-dummy"),
+            XServerKind::Xvfb => (browser.xvfb_path.as_str(), "apt install xvfb"),
         };
         // Xvfb writes the display number it chose to this pipe once it accepts connections.
         let mut fds = [0; 2];
@@ -146,10 +146,6 @@ impl XServer {
                 cmd.args(["-novtswitch", "-sharevts", "-nocursor"]);
                 Some(dir)
             }
-        };
-        let install = match kind {
-            XServerKind::Xorg => "apt install xserver-xorg-core xserver-xorg-video-dummy",
-            XServerKind::Xvfb => "apt install xvfb",
         };
         crate::proc::own(&mut cmd);
         // SAFETY: fcntl is async-signal-safe; the write end must survive exec (it was opened
@@ -211,7 +207,7 @@ impl XServer {
 /// Measured: 30 fps → 33 333, 25 → 40 000, 60 → 16 666 (each the period at which its drawing
 /// keeps one phase of CLOCK_MONOTONIC across restarts and minutes).
 fn chromium_tick_us(fps: u32) -> u64 {
-    ((1.0 / f64::from(fps.max(1))) * 1e6) as u64
+    1_000_000 / u64::from(fps.max(1))
 }
 
 /// Xorg's `(EE)` lines, for the error when it did not start (it writes them to its log, and to
