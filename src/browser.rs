@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::job::spec::BrowserSpec;
+use crate::spec::BrowserSpec;
 
 /// Flags for frames driven by `HeadlessExperimental.beginFrame` (Chromium's headless rendering
 /// notes: every compositor stage runs inside one BeginFrame, so its screenshot shows it).
@@ -85,9 +85,16 @@ fn flags(spec: &BrowserSpec, rendering: Rendering, profile: &std::path::Path, wi
         // The shell is headless by build.
         Rendering::BeginFrameControl => f.extend(BEGIN_FRAME_FLAGS.iter().map(|s| s.to_string())),
         Rendering::X11 => f.extend(
-            ["--ozone-platform=x11", "--kiosk", "--window-position=0,0", "--noerrdialogs", "--disable-infobars", "--disable-session-crashed-bubble"]
-                .iter()
-                .map(|s| s.to_string()),
+            [
+                "--ozone-platform=x11",
+                "--kiosk",
+                "--window-position=0,0",
+                "--noerrdialogs",
+                "--disable-infobars",
+                "--disable-session-crashed-bubble",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
         ),
     }
     f.push(resolver);
@@ -141,12 +148,7 @@ impl Chromium {
             None => cmd.env("PULSE_SERVER", "unix:/nonexistent"),
         };
         // If the process that launched it dies (even by SIGKILL), so does Chromium.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        crate::proc::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().with_context(|| match rendering {
             Rendering::Headless | Rendering::X11 => format!("starting {binary}"),
             Rendering::BeginFrameControl => format!("starting {binary} (apt install chromium-headless-shell)"),
@@ -218,7 +220,7 @@ impl Chromium {
     /// Asks Chromium to close, then ends its whole process group and removes the profile.
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.browser.close()).await;
-        kill_group(self.pgid);
+        crate::proc::kill_group(self.pgid);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
         self.handler.abort();
         if let Some(p) = self.profile.take() {
@@ -230,7 +232,7 @@ impl Chromium {
 
 impl Drop for Chromium {
     fn drop(&mut self) {
-        kill_group(self.pgid);
+        crate::proc::kill_group(self.pgid);
     }
 }
 
@@ -238,17 +240,7 @@ struct KillGuard(Option<i32>);
 impl Drop for KillGuard {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
-            kill_group(pid);
-        }
-    }
-}
-
-/// SIGKILL to a process group we created (its leader's PID is the group id).
-pub fn kill_group(pgid: i32) {
-    if pgid > 1 {
-        // ESRCH (already gone) is fine.
-        unsafe {
-            libc::killpg(pgid, libc::SIGKILL);
+            crate::proc::kill_group(pid);
         }
     }
 }
@@ -293,12 +285,7 @@ const ERROR_POLL: Duration = Duration::from_millis(250);
 
 /// The text of the template's `div.error`, if it shows one (LiveKit's template contract).
 async fn template_error(page: &Page) -> Option<String> {
-    let text = page
-        .evaluate("(document.querySelector('div.error')?.innerText ?? '').trim()")
-        .await
-        .ok()?
-        .into_value::<String>()
-        .ok()?;
+    let text = page.evaluate("(document.querySelector('div.error')?.innerText ?? '').trim()").await.ok()?.into_value::<String>().ok()?;
     (!text.is_empty()).then_some(text)
 }
 
@@ -331,6 +318,14 @@ pub async fn await_start(page: &Page, events: &mut ConsoleEvents, deadline: toki
 pub const START_RECORDING: &str = "START_RECORDING";
 pub const END_RECORDING: &str = "END_RECORDING";
 
+/// The JavaScript that tells a running template of a new layout: a `roomcast:layout` event
+/// (our templates listen; others ignore it).
+pub fn layout_script(layout: &str) -> String {
+    // JSON is valid JavaScript for a string literal, whatever the layout contains.
+    let lit = serde_json::Value::String(layout.to_string());
+    format!("window.dispatchEvent(new CustomEvent('roomcast:layout', {{ detail: {{ layout: {lit} }} }})); true")
+}
+
 /// The next of LiveKit's two console signals the page logs.
 async fn next_signal(events: &mut ConsoleEvents) -> Result<&'static str> {
     while let Some(ev) = events.next().await {
@@ -355,4 +350,15 @@ pub async fn wait_console(events: &mut ConsoleEvents, signal: &str) -> Result<()
     }
     warn!("console event stream ended");
     bail!("page closed before logging {signal}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_script_quotes_the_layout() {
+        let s = layout_script("a'); alert(1); ('");
+        assert!(s.contains(r#"layout: "a'); alert(1); ('""#), "{s}");
+    }
 }

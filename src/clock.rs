@@ -1,4 +1,5 @@
-//! Calendar formatting of Unix times (UTC), for playlist dates and filename placeholders.
+//! Wall-clock time: now as seconds, µs or ns since the Unix epoch (capture stamps, LiveKit's
+//! timestamps), and calendar formatting (UTC) for playlist dates and filename placeholders.
 
 /// (year, month, day, hour, minute, second) of a Unix time in UTC.
 pub fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
@@ -31,6 +32,15 @@ pub fn file_stamp(secs: u64) -> String {
 /// Now as LiveKit's timestamps are: nanoseconds since the Unix epoch.
 pub fn unix_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// Now in seconds since the Unix epoch, as capture times are given.
+pub fn epoch_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 pub fn unix_secs() -> u64 {

@@ -1,9 +1,11 @@
 //! roomcast: a headless-browser composition egress. Per egress it launches a headless
-//! Chromium, captures the page over CDP into GStreamer, encodes H.264 into CMAF and serves
-//! HLS from its own origin, behind the LiveKit Egress Twirp API.
+//! Chromium, captures the page into GStreamer, encodes it and serves LL-HLS from its own
+//! origin (and pushes RTMP/SRT, writes files), behind the LiveKit Egress Twirp API.
 //!
-//! Data flows one way: [`api`] → [`job`] → [`worker`] ([`browser`] + [`capture`] →
-//! [`pipeline`]) → [`output`] → [`origin`].
+//! The modules read as the data path, each importing only those below it (the layer list in
+//! `src/layers.txt`, enforced by `tests/layers.rs`): [`api`] → [`job`] → [`worker`]
+//! ([`browser`] + [`capture`] → [`pipeline`]) → [`output`] → [`origin`], all on the
+//! [`spec`] and the ground floor ([`config`], [`clock`], [`media`], [`proc`], [`metrics`]).
 
 pub mod api;
 pub mod browser;
@@ -17,6 +19,6 @@ pub mod origin;
 pub mod output;
 pub mod pipeline;
 pub mod proc;
-pub mod room;
 pub mod server;
+pub mod spec;
 pub mod worker;

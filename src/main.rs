@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 use livekit_api::access_token::{AccessToken, VideoGrants};
 use livekit_protocol as proto;
 use roomcast::config::Config;
-use roomcast::job::spec::JobSpec;
-use roomcast::output::hls::stream::Stream;
-use roomcast::output::hls::HlsWriter;
+use roomcast::origin::live::LiveHls;
+use roomcast::output::Outputs;
+use roomcast::spec::{JobSpec, DEFAULT_FRAMERATE, DEFAULT_HEIGHT, DEFAULT_WIDTH};
 use roomcast::worker::{self, WorkerEvent};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -44,11 +44,11 @@ enum Cmd {
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<f64>,
-        #[arg(long, default_value_t = 1280)]
+        #[arg(long, default_value_t = DEFAULT_WIDTH as i32)]
         width: i32,
-        #[arg(long, default_value_t = 720)]
+        #[arg(long, default_value_t = DEFAULT_HEIGHT as i32)]
         height: i32,
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = DEFAULT_FRAMERATE as i32)]
         framerate: i32,
     },
     /// Print an API token (roomRecord grant) signed with the configured or development keys.
@@ -123,16 +123,17 @@ async fn main() -> Result<()> {
                 ..Default::default()
             };
             let spec = JobSpec::from_web_request("run", &req, &cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
-            run_foreground(spec, out, duration).await
+            run_foreground(spec, out, duration, &cfg).await
         }
     }
 }
 
-/// `roomcast run`: the same worker code as `serve`, in this process, writing HLS to `out`.
-async fn run_foreground(spec: JobSpec, out: PathBuf, duration: Option<f64>) -> Result<()> {
+/// `roomcast run`: the same worker code and outputs as `serve`, in this process, writing HLS
+/// to `out`.
+async fn run_foreground(spec: JobSpec, out: PathBuf, duration: Option<f64>, cfg: &Config) -> Result<()> {
     let hls_spec = spec.hls.clone().context("no hls output")?;
-    let stream = Stream::new(&spec.egress_id, out.clone(), &spec.timing(&hls_spec), spec.video.as_ref(), spec.audio_kbps(), &hls_spec);
-    let mut hls = HlsWriter::new(stream)?;
+    let live = LiveHls::for_spec(&spec, out.clone());
+    let mut outputs = Outputs::new(&spec, &out, live, cfg.stream.retry())?;
     let stop = CancellationToken::new();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let egress = {
@@ -154,9 +155,15 @@ async fn run_foreground(spec: JobSpec, out: PathBuf, duration: Option<f64>) -> R
             stop.cancel();
         })
     };
+    let mut failed = None;
     while let Some(ev) = rx.recv().await {
         match ev {
-            WorkerEvent::Media(m) => hls.push(m)?,
+            WorkerEvent::Media(m) => {
+                if let Some(e) = outputs.push(m) {
+                    failed.get_or_insert(e);
+                    stop.cancel();
+                }
+            }
             WorkerEvent::Active => eprintln!("roomcast: capturing; writing to {}", out.display()),
             // The worker logs its own frame counts when it ends.
             WorkerEvent::BrowserStarted { .. } | WorkerEvent::Stats(_) => {}
@@ -164,13 +171,17 @@ async fn run_foreground(spec: JobSpec, out: PathBuf, duration: Option<f64>) -> R
     }
     let result = egress.await.context("egress task")?;
     timer.abort();
-    hls.finish()?;
-    let stats = hls.stats();
+    let (infos, error) = outputs.finish().await;
+    let stats = infos.segments.unwrap_or_default();
     eprintln!(
         "roomcast: {} segments, {:.1} s, playlist {}",
         stats.segment_count,
         stats.duration_ns as f64 / 1e9,
         out.join(&hls_spec.playlist_name).display()
     );
-    result
+    result?;
+    match error.or(failed) {
+        Some(e) => Err(anyhow::anyhow!(e)),
+        None => Ok(()),
+    }
 }

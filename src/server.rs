@@ -10,10 +10,10 @@ use tracing::{info, warn};
 
 use crate::api::{self, auth::Auth, ApiState};
 use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::job::manager::JobManager;
+use crate::metrics::Metrics;
+use crate::origin::live::LiveRegistry;
 use crate::origin::{self, OriginState};
-use crate::output::hls::stream::Registry;
 
 pub async fn serve(mut cfg: Config) -> Result<()> {
     crate::pipeline::init()?;
@@ -26,7 +26,7 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
     }
     std::fs::create_dir_all(&cfg.output_dir).with_context(|| format!("creating {}", cfg.output_dir.display()))?;
     let cfg = Arc::new(cfg);
-    let streams = Registry::new();
+    let streams = LiveRegistry::new();
     let metrics = Metrics::new();
     let jobs = JobManager::new(Arc::clone(&cfg), Arc::clone(&streams), Arc::clone(&metrics));
     jobs.start_pool();

@@ -99,8 +99,11 @@ async fn silent_page_gives_continuous_audio_and_video_only_gives_none() {
     let server = Server::start().await;
     let id = server.start_web(&server.page("demo/static.html")).await;
     // Noise needs an encoder's whole bitrate: there the asked rate shows.
-    let noise = server.start_egress(json!({"url": server.page("bench/avsync.html?noise=1"), "segment_outputs": [{}], "advanced": {"audio_bitrate": 96}})).await;
-    let video_only = server.start_egress(json!({"url": server.page("demo/static.html"), "segment_outputs": [{}], "video_only": true})).await;
+    let noise = server
+        .start_egress(json!({"url": server.page("bench/avsync.html?noise=1"), "segment_outputs": [{}], "advanced": {"audio_bitrate": 96}}))
+        .await;
+    let video_only =
+        server.start_egress(json!({"url": server.page("demo/static.html"), "segment_outputs": [{}], "video_only": true})).await;
     for e in [&id, &video_only, &noise] {
         server.wait_status(e, "EGRESS_ACTIVE", 20 * S).await;
     }
@@ -150,7 +153,7 @@ async fn audio_only_records_the_sound_alone() {
     let id = server.start_egress(json!({"url": server.page("bench/avsync.html"), "segment_outputs": [{}], "audio_only": true})).await;
     server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
     assert_eq!(server.sound_servers().len(), 1);
-    tokio::time::sleep(7 * S).await;  // the page beats from 1.5 s in
+    tokio::time::sleep(7 * S).await; // the page beats from 1.5 s in
     let base = format!("{}/hls/{id}", server.url);
     let (status, master) = server.get_text(&format!("{base}/master.m3u8")).await;
     assert_eq!(status, 200, "{master}");
@@ -164,7 +167,8 @@ async fn audio_only_records_the_sound_alone() {
         assert!((d - 0.192).abs() < 0.0005, "every part is 9 AAC frames: {p}\n{live}");
         assert!(p.contains("INDEPENDENT=YES"), "every audio part is independent: {p}");
     }
-    let extinf: Vec<f64> = live.lines().filter_map(|l| l.strip_prefix("#EXTINF:")).filter_map(|x| x.trim_end_matches(',').parse().ok()).collect();
+    let extinf: Vec<f64> =
+        live.lines().filter_map(|l| l.strip_prefix("#EXTINF:")).filter_map(|x| x.trim_end_matches(',').parse().ok()).collect();
     assert!(extinf.iter().skip(1).all(|d| (d - 1.92).abs() < 0.0005), "segments of ten parts after the one-part first: {extinf:?}");
     // A blocking reload for the hinted part answers once it exists, and lists it.
     let hint = live.lines().find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:")).expect("a preload hint").to_string();
@@ -216,12 +220,14 @@ fn live_next(live: &str) -> (u64, usize) {
 async fn concurrent_egresses_never_hear_each_other() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
-    let loud = server.start_egress(json!({"url": server.page("bench/avsync.html"), "segment_outputs": [{}], "advanced": {"audio_codec": "OPUS"}})).await;
+    let loud = server
+        .start_egress(json!({"url": server.page("bench/avsync.html"), "segment_outputs": [{}], "advanced": {"audio_codec": "OPUS"}}))
+        .await;
     let quiet = server.start_web(&server.page("bench/avsync.html?silent=1")).await;
     server.wait_status(&loud, "EGRESS_ACTIVE", 20 * S).await;
     server.wait_status(&quiet, "EGRESS_ACTIVE", 20 * S).await;
     assert_eq!(server.sound_servers().len(), 2, "one sound server per egress");
-    tokio::time::sleep(9 * S).await;  // the page beats from 1.5 s in
+    tokio::time::sleep(9 * S).await; // the page beats from 1.5 s in
     let (_, master) = server.get_text(&format!("{}/hls/{loud}/master.m3u8", server.url)).await;
     assert!(master.contains(",opus\""), "CODECS names Opus: {master}");
     server.stop(&loud, "EGRESS_COMPLETE").await;

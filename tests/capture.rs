@@ -158,8 +158,11 @@ async fn animation_rates(x_server: &str, fps: u32) -> Vec<f64> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let site = format!("http://{}", listener.local_addr().unwrap());
     let site_task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let server = Server::start_with_config(&format!("capture: {{backend: x11, x_server: {x_server}}}
-")).await;
+    let server = Server::start_with_config(&format!(
+        "capture: {{backend: x11, x_server: {x_server}}}
+"
+    ))
+    .await;
     let id = server
         .start_egress(json!({"url": format!("{site}/raf.html"), "segment_outputs": [{}], "video_only": true,
                              "advanced": {"width": 640, "height": 360, "framerate": fps}}))
@@ -237,7 +240,8 @@ async fn x11_warm_pool_serves_a_start_and_refills() {
 
 async fn check_warm_pool(backend: &str) {
     // A refill well after the second start, so that one finds the pool empty.
-    let mut server = Server::start_with_config(&format!("capture: {{backend: {backend}}}\npool: {{size: 1, refill_delay_ms: 8000}}\n")).await;
+    let mut server =
+        Server::start_with_config(&format!("capture: {{backend: {backend}}}\npool: {{size: 1, refill_delay_ms: 8000}}\n")).await;
     let wait_browsers = |n: usize| {
         let server = &server;
         async move {
@@ -278,7 +282,11 @@ async fn check_warm_pool(backend: &str) {
         let done = server.stop(id, "EGRESS_COMPLETE").await;
         let probe = ffprobe(done["segmentResults"][0]["playlistLocation"].as_str().unwrap());
         let (frames, duration) = frames_and_duration(&probe);
-        assert!(duration > 2.0 && (frames / duration - 30.0).abs() <= 1.0, "{id}: {frames} frames in {duration:.2} s ({})", stream_summary(&probe));
+        assert!(
+            duration > 2.0 && (frames / duration - 30.0).abs() <= 1.0,
+            "{id}: {frames} frames in {duration:.2} s ({})",
+            stream_summary(&probe)
+        );
     }
     let left = wait_browsers(1).await;
     assert!(refilled.contains(&left[0]) && !running.contains(&left[0]), "the refilled browser waits: {left:?}");

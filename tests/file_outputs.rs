@@ -44,9 +44,7 @@ async fn mp4_survives_sigkill_and_is_seekable_after_stop() {
     let server = Server::start().await;
 
     // Normal stop.
-    let id = server
-        .start_egress(json!({"url": server.page("demo/animated.html"), "file_outputs": [{"filepath": "rec/take1.mp4"}]}))
-        .await;
+    let id = server.start_egress(json!({"url": server.page("demo/animated.html"), "file_outputs": [{"filepath": "rec/take1.mp4"}]})).await;
     server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
     let since = Instant::now();
     tokio::time::sleep(5 * S).await;
@@ -85,7 +83,9 @@ async fn mp4_survives_sigkill_and_is_seekable_after_stop() {
 
     // SIGKILL of the worker: what was written stays and plays.
     let id = server
-        .start_egress(json!({"url": server.page("demo/animated.html"), "file_outputs": [{"filepath": "killed.mp4"}], "segment_outputs": [{}]}))
+        .start_egress(
+            json!({"url": server.page("demo/animated.html"), "file_outputs": [{"filepath": "killed.mp4"}], "segment_outputs": [{}]}),
+        )
         .await;
     server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
     tokio::time::sleep(6 * S).await;
@@ -148,9 +148,11 @@ async fn ogg_audio_and_image_snapshots() {
     assert_eq!(count, names.len(), "{done}");
     assert_eq!(done["imageResults"][0]["filenamePrefix"], "thumbs/t");
     // Bad input: images without a picture, OGG with one.
-    let (code, err) = server.twirp("StartWebEgress", json!({"url": server.page("demo/static.html"), "audio_only": true, "image_outputs": [{}]})).await;
+    let (code, err) =
+        server.twirp("StartWebEgress", json!({"url": server.page("demo/static.html"), "audio_only": true, "image_outputs": [{}]})).await;
     assert_eq!((code, err["code"].as_str()), (400, Some("invalid_argument")), "{err}");
-    let (code, err) = server.twirp("StartWebEgress", json!({"url": server.page("demo/static.html"), "file_outputs": [{"file_type": "OGG"}]})).await;
+    let (code, err) =
+        server.twirp("StartWebEgress", json!({"url": server.page("demo/static.html"), "file_outputs": [{"file_type": "OGG"}]})).await;
     assert_eq!((code, err["code"].as_str()), (400, Some("invalid_argument")), "{err}");
     server.assert_no_leftovers(10 * S).await;
 }

@@ -44,14 +44,7 @@ impl Resp {
 
 async fn get(server: &Server, url: &str) -> Resp {
     let started = Instant::now();
-    let r = server
-        .http()
-        .get(url)
-        .header("Accept-Encoding", "gzip")
-        .header("Origin", "http://player.test")
-        .send()
-        .await
-        .expect("GET");
+    let r = server.http().get(url).header("Accept-Encoding", "gzip").header("Origin", "http://player.test").send().await.expect("GET");
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let body = r.bytes().await.expect("body").to_vec();
@@ -408,7 +401,9 @@ fn probe_bytes(dir: &std::path::Path, name: &str, data: &[u8]) -> (u64, i64, i64
 async fn ll_hls_checklist() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
-    let id = server.start_egress(json!({"url": server.page("demo/animated.html"), "segment_outputs": [{"live_playlist_name": "live/live.m3u8"}]})).await;
+    let id = server
+        .start_egress(json!({"url": server.page("demo/animated.html"), "segment_outputs": [{"live_playlist_name": "live/live.m3u8"}]}))
+        .await;
     let base = format!("{}/hls/{id}", server.url);
     let live_url = format!("{base}/live/live.m3u8");
 
@@ -501,7 +496,9 @@ async fn ll_hls_checklist() {
     assert!(r.elapsed < S && parse(&r.text()).media_sequence > 1, "B5");
     // B6: too far ahead → 400 at once; B7: _HLS_part alone → 400.
     let (lm, lp) = parse(&get(&server, &live_url).await.text()).last_part();
-    for q in [format!("_HLS_msn={}", lm + 3), format!("_HLS_msn={lm}&_HLS_part={}", lp + 17), "_HLS_part=1".to_string(), "_HLS_msn=x".into()] {
+    for q in
+        [format!("_HLS_msn={}", lm + 3), format!("_HLS_msn={lm}&_HLS_part={}", lp + 17), "_HLS_part=1".to_string(), "_HLS_msn=x".into()]
+    {
         let r = get(&server, &format!("{live_url}?{q}")).await;
         assert_eq!(r.status, 400, "B6/B7: {q} → {} {}", r.status, r.text());
         assert!(r.elapsed < S, "B6: {q} answered after {:?}", r.elapsed);
@@ -539,7 +536,8 @@ async fn ll_hls_checklist() {
     let ib = boxes(&init.body);
     assert_eq!(ib.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(), ["ftyp", "moov"], "M1");
     assert!(contains(&init.body, b"iso6") && contains(&init.body, b"mvex") && contains(&init.body, b"avc1"), "M1/M6");
-    let target = full.segments.iter().rev().find(|s| s.duration.is_some() && !s.parts.is_empty()).expect("a complete segment with parts").clone();
+    let target =
+        full.segments.iter().rev().find(|s| s.duration.is_some() && !s.parts.is_empty()).expect("a complete segment with parts").clone();
     let mut from_parts = init.body.clone();
     let mut parts_only = vec![];
     for (i, part) in target.parts.iter().enumerate() {
@@ -601,7 +599,8 @@ async fn blocked_reload_gets_503_when_the_stream_starves() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
     // A page that never sends START_RECORDING: the stream exists but never gets a part.
-    let id = server.start_egress(json!({"url": server.page("demo/static.html"), "await_start_signal": true, "segment_outputs": [{}]})).await;
+    let id =
+        server.start_egress(json!({"url": server.page("demo/static.html"), "await_start_signal": true, "segment_outputs": [{}]})).await;
     let url = format!("{}/hls/{id}/live.m3u8", server.url);
     let blocking_url = format!("{url}?_HLS_msn=1&_HLS_part=0");
     let (blocked, plain) = tokio::join!(get(&server, &blocking_url), get(&server, &url));
@@ -703,8 +702,7 @@ impl PartWatch {
     /// The five longest gaps, as "at T s: G ms before MSN.PART".
     fn gaps(&self) -> String {
         let t = self.times.lock().unwrap();
-        let mut g: Vec<(f64, f64, u64, usize)> =
-            t.windows(2).map(|w| (w[1].0, (w[1].0 - w[0].0) * 1000.0, w[1].1, w[1].2)).collect();
+        let mut g: Vec<(f64, f64, u64, usize)> = t.windows(2).map(|w| (w[1].0, (w[1].0 - w[0].0) * 1000.0, w[1].1, w[1].2)).collect();
         g.sort_by(|a, b| b.1.total_cmp(&a.1));
         let s: Vec<String> = g.iter().take(5).map(|(at, d, m, p)| format!("at {at:.2} s: {d:.0} ms before {m}.{p}")).collect();
         format!("{} parts seen; {}", t.len(), s.join(", "))

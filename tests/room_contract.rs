@@ -16,10 +16,10 @@ use axum::http::HeaderMap;
 use axum::response::Html;
 use axum::routing::{get, post};
 use axum::Router;
-use livekit_protocol as proto;
-use prost::Message;
 use common::*;
 use livekit_api::access_token::TokenVerifier;
+use livekit_protocol as proto;
+use prost::Message;
 use serde_json::{json, Value};
 
 const S: Duration = Duration::from_secs(1);
@@ -117,7 +117,8 @@ async fn livekit_template_contract_and_layout_updates() {
 
     let (code, err) = start_room(&server, json!({"room_name": "", "segment_outputs": [{}]})).await;
     assert_eq!((code, err["code"].as_str()), (400, Some("invalid_argument")), "{err}");
-    let (code, err) = start_room(&server, json!({"room_name": "r", "custom_base_url": "file:///etc/passwd", "segment_outputs": [{}]})).await;
+    let (code, err) =
+        start_room(&server, json!({"room_name": "r", "custom_base_url": "file:///etc/passwd", "segment_outputs": [{}]})).await;
     assert_eq!((code, err["code"].as_str()), (400, Some("invalid_argument")), "{err}");
     let (code, err) = server.twirp("UpdateLayout", json!({"egress_id": "EG_nope", "layout": "grid"})).await;
     assert_eq!((code, err["code"].as_str()), (404, Some("not_found")), "{err}");
@@ -141,7 +142,10 @@ async fn livekit_template_contract_and_layout_updates() {
     assert_eq!(claims.sub, id, "the recorder's identity is the egress id");
     assert_eq!(claims.video.room, "lk-room");
     assert!(claims.video.room_join && claims.video.hidden && claims.video.recorder);
-    assert_eq!((claims.video.can_subscribe, claims.video.can_publish, claims.video.can_publish_data), (Some(true), Some(false), Some(false)));
+    assert_eq!(
+        (claims.video.can_subscribe, claims.video.can_publish, claims.video.can_publish_data),
+        (Some(true), Some(false), Some(false))
+    );
     assert!(!claims.video.room_admin && !claims.video.room_record);
 
     // A web egress has no layout to update.
@@ -155,8 +159,10 @@ async fn livekit_template_contract_and_layout_updates() {
     let (code, updated) = server.twirp("UpdateLayout", json!({"egress_id": id, "layout": "speaker"})).await;
     assert_eq!(code, 200, "{updated}");
     assert_eq!(updated["roomComposite"]["layout"], "speaker", "{updated}");
-    wait_for("the page hears of the new layout", 10 * S, || seen.lock().unwrap().layouts.contains(&"speaker".to_string()).then_some(())).await;
-    let (body, auth) = wait_for("RoomService.UpdateParticipant is called", 10 * S, || seen.lock().unwrap().room_service.first().cloned()).await;
+    wait_for("the page hears of the new layout", 10 * S, || seen.lock().unwrap().layouts.contains(&"speaker".to_string()).then_some(()))
+        .await;
+    let (body, auth) =
+        wait_for("RoomService.UpdateParticipant is called", 10 * S, || seen.lock().unwrap().room_service.first().cloned()).await;
     assert_eq!((body["room"].as_str(), body["identity"].as_str()), (Some("lk-room"), Some(id.as_str())), "{body}");
     let meta: Value = serde_json::from_str(body["metadata"].as_str().unwrap()).unwrap();
     assert_eq!(meta, json!({"layout": "speaker"}));
@@ -183,10 +189,9 @@ async fn failing_templates_end_failed_in_bounded_time() {
     let _serial = SERIAL.lock().await;
     let (site_url, _) = site().await;
     let server = Server::start_with_config("room:\n  start_timeout_secs: 4\n").await;
-    for (page, expected) in [
-        ("error.html", "template error: could not join: no such room"),
-        ("silent.html", "start signal not received within 4s"),
-    ] {
+    for (page, expected) in
+        [("error.html", "template error: could not join: no such room"), ("silent.html", "start signal not received within 4s")]
+    {
         let since = Instant::now();
         let (code, info) =
             start_room(&server, json!({"room_name": "r", "custom_base_url": format!("{site_url}/{page}"), "segment_outputs": [{}]})).await;

@@ -43,7 +43,8 @@ enum Sfu {
 
 impl Sfu {
     fn livekit_from_env() -> Self {
-        let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: this test needs a LiveKit server (see the file's doc)"));
+        let var =
+            |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: this test needs a LiveKit server (see the file's doc)"));
         Sfu::LiveKit { url: var("LIVEKIT_TEST_URL"), key: var("LIVEKIT_TEST_API_KEY"), secret: var("LIVEKIT_TEST_API_SECRET") }
     }
 
@@ -266,7 +267,8 @@ async fn room_composite(sfu: Sfu) {
         publishers.expect("published", 60 * S).await;
     }
 
-    let (code, info) = server.twirp("StartRoomCompositeEgress", json!({"room_name": ROOM, "layout": "grid", "segment_outputs": [{}]})).await;
+    let (code, info) =
+        server.twirp("StartRoomCompositeEgress", json!({"room_name": ROOM, "layout": "grid", "segment_outputs": [{}]})).await;
     assert_eq!(code, 200, "{info}");
     let id = info["egressId"].as_str().unwrap().to_string();
     server.wait_status(&id, "EGRESS_ACTIVE", 40 * S).await;

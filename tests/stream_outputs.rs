@@ -31,7 +31,19 @@ fn probe(url: &str, secs: u32) -> Option<Value> {
 
 fn audio_codec(url: &str) -> Option<String> {
     let out = Command::new("timeout")
-        .args(["20", "ffprobe", "-v", "error", "-select_streams", "a", "-show_entries", "stream=codec_name,sample_rate", "-of", "json", url])
+        .args([
+            "20",
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a",
+            "-show_entries",
+            "stream=codec_name,sample_rate",
+            "-of",
+            "json",
+            url,
+        ])
         .output()
         .ok()?;
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -94,7 +106,9 @@ async fn rtmp_push_reconnects_isolated_and_redacted() {
         }
     });
 
-    let (code, err) = server.twirp("StartWebEgress", json!({"url": server.page("demo/animated.html"), "stream_outputs": [{"urls": ["http://x/a/b"]}]})).await;
+    let (code, err) = server
+        .twirp("StartWebEgress", json!({"url": server.page("demo/animated.html"), "stream_outputs": [{"urls": ["http://x/a/b"]}]}))
+        .await;
     assert_eq!((code, err["code"].as_str()), (400, Some("invalid_argument")), "{err}");
 
     let id = server
@@ -112,7 +126,11 @@ async fn rtmp_push_reconnects_isolated_and_redacted() {
 
     let v = wait_probe(&good, 20 * S).await;
     let video = &v["streams"][0];
-    assert_eq!((video["codec_name"].as_str(), video["width"].as_i64(), video["height"].as_i64()), (Some("h264"), Some(1280), Some(720)), "{v}");
+    assert_eq!(
+        (video["codec_name"].as_str(), video["width"].as_i64(), video["height"].as_i64()),
+        (Some("h264"), Some(1280), Some(720)),
+        "{v}"
+    );
     assert!(matches!(video["profile"].as_str(), Some("Main" | "High")), "{video}");
     let keys = keyframes(&v);
     assert!(keys.len() >= 3, "keyframes {keys:?}");
@@ -156,7 +174,8 @@ async fn rtmp_push_reconnects_isolated_and_redacted() {
 
     // UpdateStream: the dead URL goes, a second key on the same server comes.
     let second = nginx.url("second-key-91b2");
-    let (code, updated) = server.twirp("UpdateStream", json!({"egress_id": id, "add_output_urls": [second], "remove_output_urls": [dead, wedged]})).await;
+    let (code, updated) =
+        server.twirp("UpdateStream", json!({"egress_id": id, "add_output_urls": [second], "remove_output_urls": [dead, wedged]})).await;
     assert_eq!(code, 200, "{updated}");
     assert!(!updated.to_string().contains("second-key-91b2"), "{updated}");
     let d = stream_result(&updated, "rtmp://127.0.0.1:9/");
@@ -176,7 +195,8 @@ async fn rtmp_push_reconnects_isolated_and_redacted() {
         assert!(Instant::now() < deadline, "both live keys started: {info}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let (code, err) = server.twirp("UpdateStream", json!({"egress_id": id, "remove_output_urls": ["rtmp://127.0.0.1:9/live/never-added"]})).await;
+    let (code, err) =
+        server.twirp("UpdateStream", json!({"egress_id": id, "remove_output_urls": ["rtmp://127.0.0.1:9/live/never-added"]})).await;
     assert_eq!((code, err["code"].as_str()), (400, Some("invalid_argument")), "{err}");
 
     let ran = since.elapsed().as_secs_f64();

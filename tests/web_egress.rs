@@ -53,7 +53,19 @@ async fn web_egress_decodes_as_720p30_h264() {
     // segment is a single part, so players can start at once; a frame or two more when the
     // muxer's keyframe request reaches the encoder late), then every 2 s.
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-skip_frame", "nokey", "-select_streams", "v", "-show_entries", "frame=pts_time", "-of", "csv=p=0", &playlist_url])
+        .args([
+            "-v",
+            "error",
+            "-skip_frame",
+            "nokey",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "frame=pts_time",
+            "-of",
+            "csv=p=0",
+            &playlist_url,
+        ])
         .output()
         .unwrap();
     let keys: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
@@ -87,6 +99,9 @@ async fn official_node_sdk_starts_lists_and_stops() {
     server.assert_no_leftovers(10 * S).await;
 }
 
+/// One bad call: (what it is, method, body, token, content type, HTTP status, Twirp code).
+type BadCall<'a> = (&'a str, &'a str, String, Option<String>, &'a str, u16, &'a str);
+
 /// Issue 2 (c): every kind of bad input gets its Twirp error, and none starts a browser.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_twirp_errors() {
@@ -94,25 +109,113 @@ async fn bad_input_gets_twirp_errors() {
     let server = Server::start().await;
     let page = server.page("demo/animated.html");
     let good = json!({"url": page, "segment_outputs": [{}]}).to_string();
-    let cases: Vec<(&str, &str, String, Option<String>, &str, u16, &str)> = vec![
+    let cases: Vec<BadCall> = vec![
         ("no token", "StartWebEgress", good.clone(), None, "application/json", 401, "unauthenticated"),
-        ("wrong secret", "StartWebEgress", good.clone(), Some(token_with("another-secret-entirely", true)), "application/json", 401, "unauthenticated"),
+        (
+            "wrong secret",
+            "StartWebEgress",
+            good.clone(),
+            Some(token_with("another-secret-entirely", true)),
+            "application/json",
+            401,
+            "unauthenticated",
+        ),
         ("not a jwt", "StartWebEgress", good.clone(), Some("abc.def".into()), "application/json", 401, "unauthenticated"),
         ("no roomRecord", "StartWebEgress", good.clone(), Some(token(false)), "application/json", 403, "permission_denied"),
-        ("file url", "StartWebEgress", json!({"url": "file:///etc/passwd", "segment_outputs": [{}]}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
-        ("javascript url", "StartWebEgress", json!({"url": "javascript:alert(1)", "segment_outputs": [{}]}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
-        ("unparsable url", "StartWebEgress", json!({"url": "http://[::1", "segment_outputs": [{}]}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
+        (
+            "file url",
+            "StartWebEgress",
+            json!({"url": "file:///etc/passwd", "segment_outputs": [{}]}).to_string(),
+            Some(token(true)),
+            "application/json",
+            400,
+            "invalid_argument",
+        ),
+        (
+            "javascript url",
+            "StartWebEgress",
+            json!({"url": "javascript:alert(1)", "segment_outputs": [{}]}).to_string(),
+            Some(token(true)),
+            "application/json",
+            400,
+            "invalid_argument",
+        ),
+        (
+            "unparsable url",
+            "StartWebEgress",
+            json!({"url": "http://[::1", "segment_outputs": [{}]}).to_string(),
+            Some(token(true)),
+            "application/json",
+            400,
+            "invalid_argument",
+        ),
         ("no output", "StartWebEgress", json!({"url": page}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
-        ("odd width", "StartWebEgress", json!({"url": page, "segment_outputs": [{}], "advanced": {"width": 641, "height": 360}}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
-        ("escaping playlist", "StartWebEgress", json!({"url": page, "segment_outputs": [{"playlist_name": "../../x.m3u8"}]}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
-        ("audio bitrate", "StartWebEgress", json!({"url": page, "segment_outputs": [{}], "advanced": {"audio_bitrate": 5000}}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
-        ("opus at 44.1 kHz", "StartWebEgress", json!({"url": page, "segment_outputs": [{}], "advanced": {"audio_codec": "OPUS", "audio_frequency": 44100}}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
-        ("both only", "StartWebEgress", json!({"url": page, "segment_outputs": [{}], "audio_only": true, "video_only": true}).to_string(), Some(token(true)), "application/json", 400, "invalid_argument"),
-        ("mp3 audio", "StartWebEgress", json!({"url": page, "segment_outputs": [{}], "advanced": {"audio_codec": "AC_MP3"}}).to_string(), Some(token(true)), "application/json", 501, "unimplemented"),
+        (
+            "odd width",
+            "StartWebEgress",
+            json!({"url": page, "segment_outputs": [{}], "advanced": {"width": 641, "height": 360}}).to_string(),
+            Some(token(true)),
+            "application/json",
+            400,
+            "invalid_argument",
+        ),
+        (
+            "escaping playlist",
+            "StartWebEgress",
+            json!({"url": page, "segment_outputs": [{"playlist_name": "../../x.m3u8"}]}).to_string(),
+            Some(token(true)),
+            "application/json",
+            400,
+            "invalid_argument",
+        ),
+        (
+            "audio bitrate",
+            "StartWebEgress",
+            json!({"url": page, "segment_outputs": [{}], "advanced": {"audio_bitrate": 5000}}).to_string(),
+            Some(token(true)),
+            "application/json",
+            400,
+            "invalid_argument",
+        ),
+        (
+            "opus at 44.1 kHz",
+            "StartWebEgress",
+            json!({"url": page, "segment_outputs": [{}], "advanced": {"audio_codec": "OPUS", "audio_frequency": 44100}}).to_string(),
+            Some(token(true)),
+            "application/json",
+            400,
+            "invalid_argument",
+        ),
+        (
+            "both only",
+            "StartWebEgress",
+            json!({"url": page, "segment_outputs": [{}], "audio_only": true, "video_only": true}).to_string(),
+            Some(token(true)),
+            "application/json",
+            400,
+            "invalid_argument",
+        ),
+        (
+            "mp3 audio",
+            "StartWebEgress",
+            json!({"url": page, "segment_outputs": [{}], "advanced": {"audio_codec": "AC_MP3"}}).to_string(),
+            Some(token(true)),
+            "application/json",
+            501,
+            "unimplemented",
+        ),
         ("garbage json", "StartWebEgress", "{not json".into(), Some(token(true)), "application/json", 400, "malformed"),
         ("wrong field type", "StartWebEgress", json!({"url": 5}).to_string(), Some(token(true)), "application/json", 400, "malformed"),
         ("garbage protobuf", "StartWebEgress", "\u{ff}\u{ff}\u{ff}".into(), Some(token(true)), "application/protobuf", 400, "malformed"),
-        ("unknown egress", "StopEgress", json!({"egress_id": "EG_nope"}).to_string(), Some(token(true)), "application/json", 404, "not_found"),
+        (
+            "unknown egress",
+            "StopEgress",
+            json!({"egress_id": "EG_nope"}).to_string(),
+            Some(token(true)),
+            "application/json",
+            404,
+            "not_found",
+        ),
         ("unknown method", "Frobnicate", "{}".into(), Some(token(true)), "application/json", 404, "bad_route"),
         ("not yet", "StartEgress", "{}".into(), Some(token(true)), "application/json", 501, "unimplemented"),
     ];
@@ -167,8 +270,10 @@ async fn unreachable_page_fails_with_a_clear_error() {
 async fn advanced_options_and_static_page_constant_rate() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
-    let id = server.start_egress(json!({"url": server.page("demo/static.html"), "segment_outputs": [{"segment_duration": 1}],
-                   "advanced": {"width": 640, "height": 360, "framerate": 25, "video_bitrate": 800, "key_frame_interval": 1}})).await;
+    let id = server
+        .start_egress(json!({"url": server.page("demo/static.html"), "segment_outputs": [{"segment_duration": 1}],
+                   "advanced": {"width": 640, "height": 360, "framerate": 25, "video_bitrate": 800, "key_frame_interval": 1}}))
+        .await;
     server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
     tokio::time::sleep(6 * S).await;
     let done = server.stop(&id, "EGRESS_COMPLETE").await;
@@ -274,7 +379,11 @@ async fn start_and_end_signals_from_the_page() {
     let _serial = SERIAL.lock().await;
     let server = Server::start().await;
     let t0 = Instant::now();
-    let id = server.start_egress(json!({"url": server.page("demo/signal.html?start=2500&end=7000"), "await_start_signal": true, "segment_outputs": [{}]})).await;
+    let id = server
+        .start_egress(
+            json!({"url": server.page("demo/signal.html?start=2500&end=7000"), "await_start_signal": true, "segment_outputs": [{}]}),
+        )
+        .await;
     server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
     assert!(t0.elapsed() >= Duration::from_millis(2500), "active before the start signal");
     let done = server.wait_status(&id, "EGRESS_COMPLETE", 30 * S).await;

@@ -16,9 +16,7 @@ impl Auth {
     }
 
     pub fn require_record(&self, headers: &HeaderMap) -> Result<(), TwirpError> {
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| TwirpError::new("unauthenticated", "missing Authorization header"))?;
+        let value = headers.get(header::AUTHORIZATION).ok_or_else(|| TwirpError::new("unauthenticated", "missing Authorization header"))?;
         let token = value
             .to_str()
             .ok()
@@ -26,10 +24,7 @@ impl Auth {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| TwirpError::new("unauthenticated", "Authorization must be 'Bearer <token>'"))?;
-        let claims = self
-            .verifier
-            .verify(token)
-            .map_err(|e| TwirpError::new("unauthenticated", format!("invalid token: {e}")))?;
+        let claims = self.verifier.verify(token).map_err(|e| TwirpError::new("unauthenticated", format!("invalid token: {e}")))?;
         if !claims.video.room_record {
             return Err(TwirpError::new("permission_denied", "token lacks the roomRecord grant"));
         }
@@ -49,10 +44,7 @@ mod tests {
     }
 
     fn token(secret: &str, record: bool) -> String {
-        AccessToken::with_api_key("key", secret)
-            .with_grants(VideoGrants { room_record: record, ..Default::default() })
-            .to_jwt()
-            .unwrap()
+        AccessToken::with_api_key("key", secret).with_grants(VideoGrants { room_record: record, ..Default::default() }).to_jwt().unwrap()
     }
 
     #[test]

@@ -68,8 +68,9 @@ fn capture_override(headers: &HeaderMap) -> Result<Option<CaptureBackend>, Twirp
 }
 
 fn dispatch(st: &ApiState, method: &str, headers: &HeaderMap, body: &[u8]) -> Result<Response, TwirpError> {
-    let known = matches!(method, "StartWebEgress" | "StartRoomCompositeEgress" | "UpdateLayout" | "UpdateStream" | "ListEgress" | "StopEgress")
-        || NOT_YET.contains(&method);
+    let known =
+        matches!(method, "StartWebEgress" | "StartRoomCompositeEgress" | "UpdateLayout" | "UpdateStream" | "ListEgress" | "StopEgress")
+            || NOT_YET.contains(&method);
     if !known {
         return Err(TwirpError::new("bad_route", format!("no such method: livekit.Egress/{method}")));
     }

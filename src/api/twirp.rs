@@ -65,8 +65,9 @@ impl Codec {
             Codec::Json if body.iter().all(u8::is_ascii_whitespace) => Ok(T::default()),
             Codec::Json => serde_json::from_slice(body)
                 .map_err(|e| TwirpError::new("malformed", format!("the json request could not be decoded: {e}"))),
-            Codec::Protobuf => T::decode(body)
-                .map_err(|e| TwirpError::new("malformed", format!("the protobuf request could not be decoded: {e}"))),
+            Codec::Protobuf => {
+                T::decode(body).map_err(|e| TwirpError::new("malformed", format!("the protobuf request could not be decoded: {e}")))
+            }
         }
     }
 

@@ -17,7 +17,8 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, warn};
 
-use super::{epoch_now, Frame};
+use super::Frame;
+use crate::clock::epoch_now;
 
 /// Frame counts of a begin-frame source, read while it runs.
 #[derive(Debug, Default)]
@@ -73,7 +74,9 @@ impl Drop for BeginFrames {
 async fn begin_frame(page: &Page, ticks: f64, interval: Duration, quality: Option<u32>) -> chromiumoxide::Result<Option<Bytes>> {
     let mut params = BeginFrameParams::builder().frame_time_ticks(ticks).interval(interval.as_secs_f64() * 1000.0);
     if let Some(q) = quality {
-        params = params.screenshot(ScreenshotParams::builder().format(ScreenshotParamsFormat::Jpeg).quality(q as i64).optimize_for_speed(true).build());
+        params = params.screenshot(
+            ScreenshotParams::builder().format(ScreenshotParamsFormat::Jpeg).quality(q as i64).optimize_for_speed(true).build(),
+        );
     }
     let res = page.execute(params.build()).await?.result;
     let jpeg = res.screenshot_data.and_then(|d| match base64::engine::general_purpose::STANDARD.decode(AsRef::<str>::as_ref(&d)) {

@@ -10,7 +10,7 @@ pub mod pulse;
 pub mod screencast;
 pub mod x11;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -22,10 +22,6 @@ pub struct Frame {
     pub captured_at: f64,
     /// The source sent its last picture again (the page had not changed).
     pub repeat: bool,
-}
-
-pub fn epoch_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// Decides when the last frame must be sent again: Chrome sends screencast frames only on

@@ -98,7 +98,8 @@ pub async fn install(page: &Page) -> Result<()> {
 /// a flash).
 pub async fn await_next_presented(page: &Page) -> Result<bool> {
     let expr = "window[Symbol.for('roomcast.presentation')].presented()";
-    let params = EvaluateParams::builder().expression(expr).await_promise(true).return_by_value(true).build().map_err(anyhow::Error::msg)?;
+    let params =
+        EvaluateParams::builder().expression(expr).await_promise(true).return_by_value(true).build().map_err(anyhow::Error::msg)?;
     evaluate(page, "waiting for a presented frame", params).await?.into_value::<bool>().context("the presented frame's answer")
 }
 

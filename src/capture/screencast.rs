@@ -5,15 +5,16 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use bytes::Bytes;
 use chromiumoxide::cdp::browser_protocol::page::{
-    CaptureScreenshotFormat, CaptureScreenshotParams,
-    EventScreencastFrame, ScreencastFrameAckParams, StartScreencastFormat, StartScreencastParams, StopScreencastParams,
+    CaptureScreenshotFormat, CaptureScreenshotParams, EventScreencastFrame, ScreencastFrameAckParams, StartScreencastFormat,
+    StartScreencastParams, StopScreencastParams,
 };
 use chromiumoxide::Page;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{epoch_now, Frame};
+use super::Frame;
+use crate::clock::epoch_now;
 
 /// Starts the screencast: the page's picture now (a screenshot, stamped when it was asked
 /// for), and the screencast frames that follow, stamped by Chromium when they were drawn.
@@ -54,9 +55,8 @@ pub async fn start(page: &Page, width: u32, height: u32, quality: u32, every_nth
     let shot = CaptureScreenshotParams::builder().format(CaptureScreenshotFormat::Jpeg).quality(quality as i64).build();
     let captured_at = epoch_now();
     let shot = page.execute(shot).await.context("taking the first frame")?;
-    let jpeg = base64::engine::general_purpose::STANDARD
-        .decode(AsRef::<str>::as_ref(&shot.result.data))
-        .context("decoding the first frame")?;
+    let jpeg =
+        base64::engine::general_purpose::STANDARD.decode(AsRef::<str>::as_ref(&shot.result.data)).context("decoding the first frame")?;
     Ok((Frame { jpeg: jpeg.into(), captured_at, repeat: false }, rx))
 }
 

@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 use tracing::info;
 
 use crate::config::XServerKind;
-use crate::job::spec::BrowserSpec;
+use crate::spec::BrowserSpec;
 
 pub struct XServer {
     _child: Child,
@@ -215,7 +215,11 @@ fn chromium_tick_us(fps: u32) -> u64 {
 fn errors_in_log(log: &std::path::Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let errors: Vec<&str> = text.lines().filter(|l| l.contains("(EE)") && !l.contains("(EE) error,")).map(str::trim).take(5).collect();
-    if errors.is_empty() { String::new() } else { format!(": {}", errors.join("; ")) }
+    if errors.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", errors.join("; "))
+    }
 }
 
 impl Drop for XServer {
@@ -232,7 +236,17 @@ mod tests {
     /// The mode's refresh is exactly the frame rate: Chromium paces its drawing by it.
     #[test]
     fn xorg_mode_refreshes_at_the_frame_rate() {
-        for (w, h, fps) in [(1280, 720, 30), (1920, 1080, 30), (1280, 720, 25), (1920, 1080, 60), (640, 360, 25), (320, 180, 1), (128, 128, 1), (16, 3840, 1), (3840, 3840, 60)] {
+        for (w, h, fps) in [
+            (1280, 720, 30),
+            (1920, 1080, 30),
+            (1280, 720, 25),
+            (1920, 1080, 60),
+            (640, 360, 25),
+            (320, 180, 1),
+            (128, 128, 1),
+            (16, 3840, 1),
+            (3840, 3840, 60),
+        ] {
             let conf = xorg_config(w, h, fps);
             let line = conf.lines().find(|l| l.trim_start().starts_with("Modeline")).unwrap();
             let f: Vec<&str> = line.split_whitespace().collect();

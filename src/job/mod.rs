@@ -1,11 +1,18 @@
-//! Jobs: the egress state machine, request validation and the registry that starts, lists
-//! and stops egresses (each in its own worker process).
+//! Jobs: the egresses of this node. [`manager`] is what the API calls; [`registry`] holds
+//! each egress's [`state`]; a [`supervisor`] per egress runs its worker process (warm from the
+//! [`pool`] or cold) and feeds its outputs; [`room_service`] is LiveKit's RoomService for
+//! UpdateLayout.
 
 pub mod manager;
-pub mod spec;
+pub mod pool;
+pub mod registry;
+pub mod room_service;
 pub mod state;
+pub mod supervisor;
 
 use thiserror::Error;
+
+use crate::spec::SpecError;
 
 /// Why a job operation was refused; the API maps each to its Twirp code.
 #[derive(Debug, Error)]
@@ -24,11 +31,11 @@ pub enum JobError {
     Internal(String),
 }
 
-impl From<spec::SpecError> for JobError {
-    fn from(e: spec::SpecError) -> Self {
+impl From<SpecError> for JobError {
+    fn from(e: SpecError) -> Self {
         match e {
-            spec::SpecError::Invalid(m) => JobError::InvalidArgument(m),
-            spec::SpecError::Unsupported(m) => JobError::Unimplemented(m),
+            SpecError::Invalid(m) => JobError::InvalidArgument(m),
+            SpecError::Unsupported(m) => JobError::Unimplemented(m),
         }
     }
 }

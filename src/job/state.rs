@@ -6,11 +6,12 @@ use proto::EgressStatus as S;
 
 use crate::clock::unix_ns as now_ns;
 use crate::output::hls::HlsStats;
+use crate::output::OutputInfos;
+use crate::spec::url::redact;
 
 /// The request as EgressInfo shows it: stream keys redacted.
 #[allow(deprecated)]
 fn redacted(mut request: proto::egress_info::Request) -> proto::egress_info::Request {
-    use crate::output::stream::redact;
     let fix = |outs: &mut Vec<proto::StreamOutput>| outs.iter_mut().for_each(|o| o.urls.iter_mut().for_each(|u| *u = redact(u)));
     match &mut request {
         proto::egress_info::Request::Web(r) => {
@@ -161,7 +162,7 @@ impl JobState {
     /// first report.
     pub fn add_streams(&mut self, urls: &[String]) {
         for u in urls {
-            self.info.stream_results.push(proto::StreamInfo { url: crate::output::stream::redact(u), ..Default::default() });
+            self.info.stream_results.push(proto::StreamInfo { url: redact(u), ..Default::default() });
             self.stream_urls.0.push(u.clone());
         }
     }
@@ -187,7 +188,7 @@ impl JobState {
     }
 
     /// The live outputs' reports, by raw URL, replace their entries; ended entries stay.
-    pub fn update_streams(&mut self, infos: Vec<(String, proto::StreamInfo)>) {
+    fn update_streams(&mut self, infos: Vec<(String, proto::StreamInfo)>) {
         for (url, info) in infos {
             if let Some(s) = self.live_stream(&url) {
                 *s = info;
@@ -197,9 +198,18 @@ impl JobState {
     }
 
     /// File and image outputs' states.
-    pub fn set_files(&mut self, files: Vec<proto::FileInfo>, images: Vec<proto::ImagesInfo>) {
+    fn set_files(&mut self, files: Vec<proto::FileInfo>, images: Vec<proto::ImagesInfo>) {
         self.info.file_results = files;
         self.info.image_results = images;
+    }
+
+    /// Every output's state (the segments' too, if there is a segment output).
+    pub fn set_outputs(&mut self, o: OutputInfos) {
+        if let Some(stats) = o.segments {
+            self.set_segments(stats);
+        }
+        self.update_streams(o.streams);
+        self.set_files(o.files, o.images);
     }
 
     pub fn set_segments(&mut self, stats: HlsStats) {

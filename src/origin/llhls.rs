@@ -14,9 +14,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use crate::job::spec::MULTIVARIANT_NAME;
-use crate::output::hls::playlist::{self, MediaOpts};
-use crate::output::hls::stream::{State, Stream};
+use super::live::{LiveHls, State};
+use super::playlist::{self, MediaOpts};
+use crate::spec::MULTIVARIANT_NAME;
 
 pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -107,7 +107,7 @@ enum Waited {
 }
 
 /// Waits until `ready` holds (or the stream is finished or gone), at most the spec's 3 × TD.
-async fn wait_until(stream: &Stream, mut ready: impl FnMut(&State) -> bool) -> Waited {
+async fn wait_until(stream: &LiveHls, mut ready: impl FnMut(&State) -> bool) -> Waited {
     let started = Instant::now();
     // Subscribed before the first check, so no wake-up between the two is missed.
     let mut wake = stream.subscribe();
@@ -129,7 +129,7 @@ async fn wait_until(stream: &Stream, mut ready: impl FnMut(&State) -> bool) -> W
 
 /// Answers a request for a file of a live stream, or `None` if it is not one of its
 /// in-memory resources (segments are then served from disk).
-pub async fn serve(stream: Arc<Stream>, file: &str, query: Option<&str>, headers: &HeaderMap) -> Option<Response> {
+pub async fn serve(stream: Arc<LiveHls>, file: &str, query: Option<&str>, headers: &HeaderMap) -> Option<Response> {
     let gz = accepts_gzip(headers);
     if file == MULTIVARIANT_NAME {
         return Some(multivariant(&stream, gz).await);
@@ -166,7 +166,7 @@ enum Resource {
     Part(usize, u64, usize),
 }
 
-async fn multivariant(stream: &Stream, gz: bool) -> Response {
+async fn multivariant(stream: &LiveHls, gz: bool) -> Response {
     let td = stream.params.target_duration;
     let ready = |st: &State| st.renditions.iter().all(|r| r.codec.is_some());
     if let Waited::TimedOut = wait_until(stream, ready).await {
@@ -184,7 +184,7 @@ async fn multivariant(stream: &Stream, gz: bool) -> Response {
     }
 }
 
-async fn media_playlist(stream: &Stream, r: usize, live: bool, query: Option<&str>, gz: bool) -> Response {
+async fn media_playlist(stream: &LiveHls, r: usize, live: bool, query: Option<&str>, gz: bool) -> Response {
     let p = stream.params;
     let td = p.target_duration;
     let d = match Directives::parse(query) {
@@ -199,7 +199,11 @@ async fn media_playlist(stream: &Stream, r: usize, live: bool, query: Option<&st
         if !st.finished {
             let (last_msn, last_part) = rend.last_part().unwrap_or((0, 0));
             if msn > last_msn + 2 {
-                return error(StatusCode::BAD_REQUEST, "no-store".into(), format!("_HLS_msn={msn} is more than two segments ahead of {last_msn}"));
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "no-store".into(),
+                    format!("_HLS_msn={msn} is more than two segments ahead of {last_msn}"),
+                );
             }
             if let Some(part) = d.part {
                 let per_segment = (p.segment_secs / p.part_target).round().max(1.0) as i64;
@@ -234,7 +238,7 @@ async fn media_playlist(stream: &Stream, r: usize, live: bool, query: Option<&st
 }
 
 /// One rendering (and one gzip) per stream version and variant, shared by every viewer.
-fn render_cached(stream: &Stream, r: usize, live: bool, skip: bool, gz: bool) -> (Bytes, u64) {
+fn render_cached(stream: &LiveHls, r: usize, live: bool, skip: bool, gz: bool) -> (Bytes, u64) {
     let st = stream.read();
     let published = st.renditions[r].segments.last().and_then(|s| s.parts.last()).map(|p| p.published_us).unwrap_or(0);
     let key = (r, live, skip, gz);
@@ -250,7 +254,7 @@ fn render_cached(stream: &Stream, r: usize, live: bool, skip: bool, gz: bool) ->
     (body, published)
 }
 
-async fn part_response(stream: &Stream, r: usize, msn: u64, part: usize) -> Response {
+async fn part_response(stream: &LiveHls, r: usize, msn: u64, part: usize) -> Response {
     let td = stream.params.target_duration;
     let not_found = || error(StatusCode::NOT_FOUND, format!("public, max-age={td}"), "no such part");
     let lookup = |st: &State| st.renditions[r].part(msn, part).map(|p| (p.data.clone(), p.published_us));

@@ -1,8 +1,11 @@
-//! The HTTP origin: LL-HLS for live egresses (from memory, see [`llhls`]), segments and the
-//! playlists of ended egresses from the output folder, the player page, and the
-//! templates/demo pages Chromium loads.
+//! The HTTP origin: LL-HLS for live egresses (from memory: the [`live`] store that each
+//! egress's HLS writer publishes into, rendered by [`playlist`], served by [`llhls`]),
+//! segments and the playlists of ended egresses from the output folder, the player page, and
+//! the templates Chromium loads. It knows nothing of jobs or workers.
 
+pub mod live;
 pub mod llhls;
+pub mod playlist;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use axum::Router;
 use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
 
-use crate::output::hls::stream::Registry;
+use live::LiveRegistry;
 
 const PLAYER_HTML: &str = include_str!("../../web/player.html");
 const HLS_JS: &[u8] = include_bytes!("../../web/vendor/hls.min.js");
@@ -23,7 +26,7 @@ const HLS_JS: &[u8] = include_bytes!("../../web/vendor/hls.min.js");
 #[derive(Clone)]
 pub struct OriginState {
     pub output_dir: PathBuf,
-    pub streams: Arc<Registry>,
+    pub streams: Arc<LiveRegistry>,
 }
 
 pub fn router(state: OriginState, templates_dir: &Path) -> Router {

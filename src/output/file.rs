@@ -1,4 +1,4 @@
-//! File and image outputs, fed the main rendition's CMAF chunks by the supervisor.
+//! File and image outputs, fed the main rendition's CMAF chunks by [`super::Outputs`].
 //!
 //! - MP4: the init segment and every chunk are appended to the file as they come, so the file
 //!   is a fragmented MP4 that plays up to its last complete fragment whatever kills what
@@ -20,15 +20,17 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::feeder::{Fed, Feeder, Taken};
 use super::push::{Dest, PushSpec};
-use crate::job::spec::{FileKind, FileSpec, ImageSpec, ImageSuffix};
 use crate::clock::unix_ns as now_ns;
-use crate::media::MuxOutput;
+use crate::media::ChunkMeta;
+use crate::spec::{FileKind, FileSpec, ImageSpec, ImageSuffix};
 
 /// An MP4 written fragment by fragment.
 struct Mp4 {
     path: PathBuf,
     file: Option<std::fs::File>,
+    feeder: Feeder,
     info: proto::FileInfo,
     first_pts: Option<u64>,
     end_ns: u64,
@@ -57,22 +59,19 @@ enum Kind {
 /// A push process writing a local file (Ogg) or snapshots.
 struct Sidecar {
     kind: Kind,
-    tx: Option<mpsc::Sender<Bytes>>,
+    tx: Option<mpsc::Sender<Fed>>,
     task: Option<JoinHandle<()>>,
     file: Arc<Mutex<proto::FileInfo>>,
     images: Arc<Mutex<proto::ImagesInfo>>,
     path: PathBuf,
     /// Why its push process failed, if it did.
     error: Arc<Mutex<Option<String>>>,
-    /// It has had the init segment (sent before its first fragment start).
-    synced: bool,
-    skipping: bool,
+    feeder: Feeder,
 }
 
 pub struct FileOutputs {
     mp4: Option<Mp4>,
     sidecars: Vec<Sidecar>,
-    init: Option<Bytes>,
     tracks: (bool, bool),
     opus: bool,
 }
@@ -83,7 +82,7 @@ const QUEUE_CHUNKS: usize = 100;
 impl FileOutputs {
     /// Outputs under `dir` (the egress's folder); `tracks` = (video, audio).
     pub fn new(dir: &Path, files: &[FileSpec], images: &[ImageSpec], tracks: (bool, bool), opus: bool) -> Self {
-        let mut out = Self { mp4: None, sidecars: vec![], init: None, tracks, opus };
+        let mut out = Self { mp4: None, sidecars: vec![], tracks, opus };
         for f in files {
             let path = dir.join(&f.filepath);
             if let Some(parent) = path.parent() {
@@ -96,9 +95,11 @@ impl FileOutputs {
                         Ok(file) => (Some(file), None),
                         Err(e) => (None, Some(format!("creating {}: {e}", f.filepath))),
                     };
-                    out.mp4 = Some(Mp4 { path, file, info, first_pts: None, end_ns: 0, error });
+                    out.mp4 = Some(Mp4 { path, file, feeder: Feeder::default(), info, first_pts: None, end_ns: 0, error });
                 }
-                FileKind::Ogg => out.spawn(Kind::Ogg, Dest::Ogg { path: path.display().to_string() }, path, info, Default::default(), false),
+                FileKind::Ogg => {
+                    out.spawn(Kind::Ogg, Dest::Ogg { path: path.display().to_string() }, path, info, Default::default(), false)
+                }
             }
         }
         for i in images {
@@ -125,48 +126,39 @@ impl FileOutputs {
         let images = Arc::new(Mutex::new(images));
         let error = Arc::new(Mutex::new(None));
         let task = tokio::spawn(run_sidecar(spec, rx, Arc::clone(&file), Arc::clone(&images), Arc::clone(&error), timestamped));
-        self.sidecars.push(Sidecar { kind, tx: Some(tx), task: Some(task), file, images, path, error, synced: false, skipping: false });
+        self.sidecars.push(Sidecar { kind, tx: Some(tx), task: Some(task), file, images, path, error, feeder: Feeder::default() });
     }
 
     pub fn is_empty(&self) -> bool {
         self.mp4.is_none() && self.sidecars.is_empty()
     }
 
-    /// Takes the main rendition's init segment and chunks; never waits.
-    pub fn push(&mut self, m: &MuxOutput) {
-        match m {
-            MuxOutput::Init(0, b) => {
-                if self.init.is_none() {
-                    if let Some(mp4) = self.mp4.as_mut() {
-                        mp4.write(b);
-                        mp4.info.started_at = now_ns();
-                    }
-                }
-                self.init = Some(b.clone());
-            }
-            MuxOutput::Chunk(meta, b) if meta.rendition == 0 => {
-                if let Some(mp4) = self.mp4.as_mut().filter(|_| self.init.is_some()) {
-                    mp4.write(b);
+    /// Takes a chunk of the main rendition (`init` its init segment); never waits.
+    pub fn offer(&mut self, init: Option<&Bytes>, meta: &ChunkMeta, bytes: &Bytes) {
+        if let Some(mp4) = self.mp4.as_mut() {
+            // Written in place (a file never makes us wait): the feeder only says what to write.
+            let mut fed = vec![];
+            mp4.feeder.offer(init, meta, bytes, |f| {
+                fed.push(f);
+                Taken::Yes
+            });
+            for f in fed {
+                if let Fed::Init(_) = f {
+                    mp4.info.started_at = now_ns();
+                } else {
                     mp4.first_pts.get_or_insert(meta.pts_ns);
                     mp4.end_ns = mp4.end_ns.max(meta.pts_ns + meta.duration_ns);
                 }
-                for s in &mut self.sidecars {
-                    let Some(tx) = s.tx.as_ref() else { continue };
-                    if !s.synced {
-                        // The init segment, then chunks from a fragment start.
-                        let Some(init) = self.init.as_ref().filter(|_| meta.fragment_start) else { continue };
-                        if tx.try_send(init.clone()).is_err() {
-                            continue;
-                        }
-                        s.synced = true;
-                    }
-                    if s.skipping && !meta.fragment_start {
-                        continue;
-                    }
-                    s.skipping = tx.try_send(b.clone()).is_err();
-                }
+                mp4.write(f.bytes());
             }
-            _ => {}
+        }
+        for s in &mut self.sidecars {
+            let Some(tx) = s.tx.as_ref() else { continue };
+            s.feeder.offer(init, meta, bytes, |fed| match tx.try_send(fed) {
+                Ok(()) => Taken::Yes,
+                Err(mpsc::error::TrySendError::Full(_)) => Taken::Full,
+                Err(mpsc::error::TrySendError::Closed(_)) => Taken::Gone,
+            });
         }
     }
 
@@ -256,7 +248,7 @@ async fn faststart(path: &Path, tracks: (bool, bool), opus: bool) -> anyhow::Res
 /// One sidecar: the init segment, then chunks from a fragment start, until EOF or an error.
 async fn run_sidecar(
     spec: PushSpec,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Fed>,
     file: Arc<Mutex<proto::FileInfo>>,
     images: Arc<Mutex<proto::ImagesInfo>>,
     error: Arc<Mutex<Option<String>>>,
@@ -292,22 +284,15 @@ async fn run_sidecar(
             }
         });
     }
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!(process = "push", "{line}");
-            }
-        });
-    }
-    while let Some(bytes) = rx.recv().await {
+    crate::proc::log_stderr(&mut child, "push");
+    while let Some(fed) = rx.recv().await {
         {
             let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
             if f.started_at == 0 {
                 f.started_at = now_ns();
             }
         }
-        if let Err(e) = stdin.write_all(&bytes).await {
+        if let Err(e) = stdin.write_all(fed.bytes()).await {
             return fail(format!("push process gone: {e}"));
         }
     }

@@ -73,8 +73,16 @@ fn describe(spec: &PushSpec) -> Result<(String, &'static str, String)> {
     let audio_parse = if spec.opus { "opusparse" } else { "aacparse" };
     let (src, mux, sink, prop, value) = match &spec.dest {
         Dest::Stream { url } => match url.split("://").next().unwrap_or("") {
-            "rtmp" | "rtmps" => ("fdsrc fd=0", "flvmux name=m streamable=true", "rtmp2sink name=sink async-connect=false sync=false", "location", url.clone()),
-            "srt" => ("fdsrc fd=0", "mpegtsmux name=m alignment=7", "srtsink name=sink wait-for-connection=false sync=false", "uri", url.clone()),
+            "rtmp" | "rtmps" => (
+                "fdsrc fd=0",
+                "flvmux name=m streamable=true",
+                "rtmp2sink name=sink async-connect=false sync=false",
+                "location",
+                url.clone(),
+            ),
+            "srt" => {
+                ("fdsrc fd=0", "mpegtsmux name=m alignment=7", "srtsink name=sink wait-for-connection=false sync=false", "uri", url.clone())
+            }
             other => bail!("push: unsupported scheme {other:?}"),
         },
         Dest::Ogg { path } => {
@@ -130,21 +138,9 @@ fn describe(spec: &PushSpec) -> Result<(String, &'static str, String)> {
 /// piped for the caller.
 pub async fn spawn(spec: &PushSpec) -> Result<(tokio::process::Child, tokio::process::ChildStdin)> {
     use tokio::io::AsyncWriteExt;
-    let exe = std::env::current_exe().context("locating the roomcast binary")?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("push")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    let mut cmd = crate::proc::subcommand("push")?;
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    crate::proc::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().context("starting the push process")?;
     let mut stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin for the push process"))?;
     let mut line = serde_json::to_vec(spec)?;
@@ -158,9 +154,7 @@ pub fn child_main() -> Result<()> {
     let spec: PushSpec = serde_json::from_str(&first_line()?).context("parsing the push spec")?;
     gst::init()?;
     let (description, prop, value) = describe(&spec)?;
-    let pipeline = gst::parse::launch(&description)?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow!("push: not a pipeline"))?;
+    let pipeline = gst::parse::launch(&description)?.downcast::<gst::Pipeline>().map_err(|_| anyhow!("push: not a pipeline"))?;
     let sink = pipeline.by_name("sink").ok_or_else(|| anyhow!("push: no sink"))?;
     sink.set_property(prop, &value);
     if let (Dest::Remux { from, .. }, Some(src)) = (&spec.dest, pipeline.by_name("src")) {
@@ -183,7 +177,9 @@ pub fn child_main() -> Result<()> {
     });
     let bus = pipeline.bus().ok_or_else(|| anyhow!("push: no bus"))?;
     let result = loop {
-        let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::NONE, &[gst::MessageType::Eos, gst::MessageType::Error, gst::MessageType::Element]) else {
+        let Some(msg) =
+            bus.timed_pop_filtered(gst::ClockTime::NONE, &[gst::MessageType::Eos, gst::MessageType::Error, gst::MessageType::Element])
+        else {
             continue;
         };
         match msg.view() {
@@ -222,7 +218,12 @@ mod tests {
         assert!(describe(&opus).is_err(), "FLV has no Opus");
         let ogg = PushSpec { dest: Dest::Ogg { path: "/x.ogg".into() }, video: false, audio: true, opus: true };
         assert!(describe(&ogg).unwrap().0.contains("oggmux"));
-        let images = PushSpec { dest: Dest::Images { location: "/i_%05d.jpeg".into(), interval_secs: 5, width: 320, height: 180 }, video: true, audio: true, opus: false };
+        let images = PushSpec {
+            dest: Dest::Images { location: "/i_%05d.jpeg".into(), interval_secs: 5, width: 320, height: 180 },
+            video: true,
+            audio: true,
+            opus: false,
+        };
         let (d, _, _) = describe(&images).unwrap();
         assert!(d.contains("framerate=1/5") && d.contains("width=320") && d.contains("drop-buffer-flags=delta-unit"), "{d}");
     }

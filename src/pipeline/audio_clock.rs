@@ -17,8 +17,8 @@
 //! `audiorate` downstream applies the moves once they add up to more than its tolerance (5 ms),
 //! as a few dropped samples or samples of silence rather than an overlap or a hole.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use gst::prelude::*;
 use tracing::{debug, info, warn};
@@ -78,10 +78,10 @@ impl Clock {
     }
 }
 
-/// Installs the probe on pulsesrc's src pad. `picture_delay_ns` is added to every stamp: the
+/// Installs the probe on pulsesrc's src pad. `picture_delay_ns()` is added to every stamp: the
 /// picture's own delay, which the sound must share (see [`crate::capture::presentation`]); a
 /// change is applied by audiorate like any other move.
-pub fn stamp_by_arrival(pad: &gst::Pad, picture_delay_ns: Arc<AtomicI64>) {
+pub fn stamp_by_arrival(pad: &gst::Pad, picture_delay_ns: impl Fn() -> i64 + Send + Sync + 'static) {
     let state = Mutex::new(Clock::new());
     let expected = AtomicU64::new(u64::MAX);
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
@@ -96,7 +96,7 @@ pub fn stamp_by_arrival(pad: &gst::Pad, picture_delay_ns: Arc<AtomicI64>) {
             warn!(jump_ms = (pts as i64 - e as i64) as f64 / 1e6, "captured sound has a gap: samples were dropped");
         }
         let lag = now - (pts + dur) as i64;
-        let shift = state.lock().unwrap_or_else(|p| p.into_inner()).observe(lag) + picture_delay_ns.load(Ordering::Relaxed);
+        let shift = state.lock().unwrap_or_else(|p| p.into_inner()).observe(lag) + picture_delay_ns();
         buf.make_mut().set_pts(gst::ClockTime::from_nseconds((pts as i64 + shift).max(0) as u64));
         gst::PadProbeReturn::Ok
     });

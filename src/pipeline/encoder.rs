@@ -9,7 +9,7 @@ use gst::prelude::*;
 use tracing::{info, warn};
 
 use crate::config::VideoEncoder;
-use crate::job::spec::VideoSpec;
+use crate::spec::VideoSpec;
 
 /// Frames from one IDR to the next.
 pub fn gop_frames(video: &VideoSpec) -> u32 {
@@ -23,7 +23,9 @@ fn has_element(name: &str) -> bool {
 /// A VA-API encoder needs its element and a DRM render node to run on.
 fn vaapi_usable() -> bool {
     has_element("vaapih264enc")
-        && std::fs::read_dir("/dev/dri").map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("renderD"))).unwrap_or(false)
+        && std::fs::read_dir("/dev/dri")
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("renderD")))
+            .unwrap_or(false)
 }
 
 /// GStreamer's nvcodec plugin registers nvh264enc only when it finds a CUDA device.
@@ -40,9 +42,13 @@ pub fn resolve(choice: VideoEncoder) -> Result<VideoEncoder> {
         VideoEncoder::Auto if vaapi_usable() => VideoEncoder::Vaapi,
         VideoEncoder::Auto | VideoEncoder::X264 => VideoEncoder::X264,
         VideoEncoder::Vaapi if vaapi_usable() => VideoEncoder::Vaapi,
-        VideoEncoder::Vaapi => bail!("encoder.video is vaapi, but vaapih264enc or a /dev/dri render node is missing (apt install gstreamer1.0-vaapi)"),
+        VideoEncoder::Vaapi => {
+            bail!("encoder.video is vaapi, but vaapih264enc or a /dev/dri render node is missing (apt install gstreamer1.0-vaapi)")
+        }
         VideoEncoder::Nvenc if nvenc_usable() => VideoEncoder::Nvenc,
-        VideoEncoder::Nvenc => bail!("encoder.video is nvenc, but nvh264enc is not available (GStreamer's nvcodec plugin and an NVIDIA GPU are needed)"),
+        VideoEncoder::Nvenc => {
+            bail!("encoder.video is nvenc, but nvh264enc is not available (GStreamer's nvcodec plugin and an NVIDIA GPU are needed)")
+        }
     };
     if resolved == VideoEncoder::X264 && !has_element("x264enc") {
         bail!("x264enc is not available (apt install gstreamer1.0-plugins-ugly)");

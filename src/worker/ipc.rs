@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::{WarmSpec, WorkerCommand, WorkerEvent};
-use crate::job::spec::JobSpec;
 use crate::media::{ChunkMeta, FrameStats, MuxOutput};
+use crate::spec::JobSpec;
 
 /// Largest frame part we accept; a 20 s 4K segment is far below this.
 const MAX_FRAME: u32 = 64 << 20;
@@ -21,15 +21,23 @@ const MAX_FRAME: u32 = 64 << 20;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Header {
-    BrowserStarted { pid: i32 },
+    BrowserStarted {
+        pid: i32,
+    },
     Active,
     Init {
         #[serde(default)]
         rendition: usize,
     },
-    Chunk { meta: ChunkMeta },
-    Stats { stats: FrameStats },
-    Ended { error: Option<String> },
+    Chunk {
+        meta: ChunkMeta,
+    },
+    Stats {
+        stats: FrameStats,
+    },
+    Ended {
+        error: Option<String>,
+    },
 }
 
 /// The first line a worker reads: its job, or (a warm worker) what to launch while it waits

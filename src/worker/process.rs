@@ -11,14 +11,14 @@ use std::process::Stdio;
 
 use anyhow::{anyhow, Context, Result};
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::ipc::{read_msg, FirstLine, FromWorker};
 use super::WarmSpec;
-use crate::browser::kill_group;
-use crate::job::spec::JobSpec;
+use crate::proc::{kill_group, subcommand};
+use crate::spec::JobSpec;
 
 pub struct WorkerProcess {
     child: Child,
@@ -75,14 +75,12 @@ impl WorkerProcess {
     }
 
     fn start() -> Result<(Self, mpsc::UnboundedReceiver<FromWorker>)> {
-        let exe = std::env::current_exe().context("locating the roomcast binary")?;
-        let mut child = Command::new(exe)
-            .arg("worker")
+        // No parent-death signal: a worker whose supervisor died sees its stdin close and
+        // stops as asked, finalising what it recorded.
+        let mut child = subcommand("worker")?
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .process_group(0)
-            .kill_on_drop(true)
             .spawn()
             .context("starting the worker process")?;
         let pgid = child.id().ok_or_else(|| anyhow!("worker exited at once"))? as i32;

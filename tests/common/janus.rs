@@ -147,7 +147,11 @@ events: {{
         let addr: std::net::SocketAddr = format!("{}:8188", janus.netns.ns_ip).parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "janus did not listen on {addr}: {}", std::fs::read_to_string(&janus.log).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "janus did not listen on {addr}: {}",
+                std::fs::read_to_string(&janus.log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         janus

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::config::Rung;
-use crate::job::spec::{HlsSpec, HlsTiming, VideoSpec};
+use crate::spec::{HlsSpec, HlsTiming, JobSpec, VideoSpec};
 
 /// First media sequence number: hls.js stalls on 0.
 pub const FIRST_MSN: u64 = 1;
@@ -210,20 +210,23 @@ impl State {
     }
 }
 
+/// Rendered playlists per (rendition, live, skip, gzip), each with the state version it was
+/// rendered from.
+pub type RenderCache = HashMap<(usize, bool, bool, bool), (u64, Bytes)>;
+
 /// What happened to a stream since a waiter last looked.
 pub type Wake = watch::Receiver<u64>;
 
-pub struct Stream {
+pub struct LiveHls {
     pub egress_id: String,
     pub dir: PathBuf,
     pub params: Params,
     state: RwLock<State>,
     wake: watch::Sender<u64>,
-    /// Rendered playlists per (rendition, live, skip, gzip), valid for one state version.
-    pub cache: Mutex<HashMap<(usize, bool, bool, bool), (u64, Bytes)>>,
+    pub cache: Mutex<RenderCache>,
 }
 
-impl Stream {
+impl LiveHls {
     /// `audio_kbps` is 0 without audio; every rendition carries the one audio track. Without
     /// `video` (audio only) the one rendition has no picture size.
     pub fn new(egress_id: &str, dir: PathBuf, timing: &HlsTiming, video: Option<&VideoSpec>, audio_kbps: u32, spec: &HlsSpec) -> Arc<Self> {
@@ -255,6 +258,12 @@ impl Stream {
             wake: watch::channel(0).0,
             cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The live store of `spec`'s HLS output in `dir`, if it has a segment output.
+    pub fn for_spec(spec: &JobSpec, dir: PathBuf) -> Option<Arc<Self>> {
+        let hls = spec.hls.as_ref().filter(|_| spec.serve_hls)?;
+        Some(Self::new(&spec.egress_id, dir, &spec.timing(hls), spec.video.as_ref(), spec.audio_kbps(), hls))
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -303,20 +312,20 @@ impl Stream {
 /// The live streams of this node, by egress id. The origin looks here first and falls back
 /// to the files on disk for streams that are gone.
 #[derive(Default)]
-pub struct Registry {
-    streams: RwLock<HashMap<String, Arc<Stream>>>,
+pub struct LiveRegistry {
+    streams: RwLock<HashMap<String, Arc<LiveHls>>>,
 }
 
-impl Registry {
+impl LiveRegistry {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
-    pub fn get(&self, egress_id: &str) -> Option<Arc<Stream>> {
+    pub fn get(&self, egress_id: &str) -> Option<Arc<LiveHls>> {
         self.streams.read().unwrap_or_else(|p| p.into_inner()).get(egress_id).cloned()
     }
 
-    pub fn insert(&self, stream: Arc<Stream>) {
+    pub fn insert(&self, stream: Arc<LiveHls>) {
         self.streams.write().unwrap_or_else(|p| p.into_inner()).insert(stream.egress_id.clone(), stream);
     }
 
@@ -361,7 +370,14 @@ mod tests {
     #[test]
     fn a_part_past_a_complete_segment_waits_for_the_next_segment() {
         let part = Part { duration: 0.2, independent: true, data: Bytes::new(), published_us: 0 };
-        let seg = |msn, parts: usize, complete| Segment { msn, duration: 0.2 * parts as f64, pdt_ms: 0, complete, bytes: 0, parts: vec![part.clone(); parts] };
+        let seg = |msn, parts: usize, complete| Segment {
+            msn,
+            duration: 0.2 * parts as f64,
+            pdt_ms: 0,
+            complete,
+            bytes: 0,
+            parts: vec![part.clone(); parts],
+        };
         let mut rend = rendition("");
         rend.segments = vec![seg(1, 1, true), seg(2, 10, true)];
         let mut st = State { renditions: vec![rend], finished: false, version: 0, last_change: Instant::now() };
@@ -374,13 +390,7 @@ mod tests {
 
     #[test]
     fn limits_follow_the_spec() {
-        let p = Params {
-            target_duration: 2,
-            part_target: 0.2,
-            segment_secs: 2.0,
-            frame_secs: 1.0 / 30.0,
-            live_window: 6,
-        };
+        let p = Params { target_duration: 2, part_target: 0.2, segment_secs: 2.0, frame_secs: 1.0 / 30.0, live_window: 6 };
         assert_eq!(p.advance_part_limit(), 15);
         assert!((p.part_hold_back() - 0.8).abs() < 1e-9);
         assert_eq!((p.hold_back(), p.skip_until()), (6.0, 12.0));

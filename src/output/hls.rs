@@ -1,13 +1,10 @@
 //! LL-HLS output. The writer takes the pipeline's CMAF init segments and chunks (one LL-HLS
-//! part each) and publishes them into the egress's shared [`stream::Stream`]: parts stay in
+//! part each) and publishes them into the egress's live store ([`LiveHls`]): parts stay in
 //! memory near the live edge, where the origin serves them; each completed segment (the
 //! concatenation of its parts, so parent and parts hold the same samples) goes to disk with
 //! a copy of the playlists, so the recording outlives the process.
 //!
 //! Files are written under a temporary name and renamed: nothing partial is ever served.
-
-pub mod playlist;
-pub mod stream;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -17,10 +14,10 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use tracing::warn;
 
-use crate::job::spec::MULTIVARIANT_NAME;
 use crate::media::{ChunkMeta, MuxOutput};
-use playlist::MediaOpts;
-use stream::{Part, Rendition, Segment, Stream, FIRST_MSN};
+use crate::origin::live::{LiveHls, Part, Rendition, Segment, FIRST_MSN};
+use crate::origin::playlist::{self, MediaOpts};
+use crate::spec::MULTIVARIANT_NAME;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct HlsStats {
@@ -30,7 +27,7 @@ pub struct HlsStats {
 }
 
 pub struct HlsWriter {
-    stream: Arc<Stream>,
+    stream: Arc<LiveHls>,
     finished: bool,
 }
 
@@ -64,17 +61,13 @@ fn push_part(rend: &mut Rendition, msn: u64, wallclock_ms: u64, part: Part) {
     }
 }
 
-fn epoch_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
-
 impl HlsWriter {
-    pub fn new(stream: Arc<Stream>) -> Result<Self> {
+    pub fn new(stream: Arc<LiveHls>) -> Result<Self> {
         std::fs::create_dir_all(&stream.dir).with_context(|| format!("creating {}", stream.dir.display()))?;
         Ok(Self { stream, finished: false })
     }
 
-    pub fn stream(&self) -> &Arc<Stream> {
+    pub fn stream(&self) -> &Arc<LiveHls> {
         &self.stream
     }
 
@@ -140,7 +133,7 @@ impl HlsWriter {
             // Each CMAF fragment, hence each segment, starts with an IDR.
             independent: meta.independent,
             data,
-            published_us: epoch_us(),
+            published_us: crate::clock::unix_us(),
         };
         let params = self.stream.params;
         if part.duration > params.part_target + 1e-6 {
@@ -171,9 +164,7 @@ impl HlsWriter {
         // Not the first segment: its end hangs on a keyframe the muxer requests once every
         // stream has data, which with audio can land a frame or two late; it is closed by the
         // next segment's first part. A reopened (longer) segment waits for the next keyframe.
-        let completes = !reopen
-            && msn != FIRST_MSN
-            && (so_far + part.duration - params.segment_secs).abs() < params.frame_secs / 2.0;
+        let completes = !reopen && msn != FIRST_MSN && (so_far + part.duration - params.segment_secs).abs() < params.frame_secs / 2.0;
         if completes {
             return self.close_segment(r, Some((msn, meta.wallclock_ms, part)));
         }
@@ -273,10 +264,10 @@ impl HlsWriter {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::job::spec::JobSpec;
+    use crate::spec::JobSpec;
     use livekit_protocol as proto;
 
-    pub fn stream_in(dir: &Path) -> Arc<Stream> {
+    pub fn stream_in(dir: &Path) -> Arc<LiveHls> {
         let req = proto::WebEgressRequest {
             url: "http://127.0.0.1/".into(),
             segment_outputs: vec![proto::SegmentedFileOutput {
@@ -289,7 +280,7 @@ mod tests {
         let spec = JobSpec::from_web_request("EG_t", &req, &Config::default()).unwrap();
         let mut hls = spec.hls.clone().unwrap();
         hls.live_window = 3;
-        Stream::new("EG_t", dir.to_path_buf(), &spec.timing(&hls), spec.video.as_ref(), spec.audio_kbps(), &hls)
+        LiveHls::new("EG_t", dir.to_path_buf(), &spec.timing(&hls), spec.video.as_ref(), spec.audio_kbps(), &hls)
     }
 
     fn chunk(i: u64) -> MuxOutput {

@@ -1,16 +1,22 @@
-//! Rooms as templates see them: the recorder's access token and the template URL that
-//! LiveKit Egress templates expect (`{base}?layout=…&token=…&url=…`), so templates built on
-//! `@livekit/egress-sdk` work unchanged; and, for LiveKit rooms, the RoomService call that
-//! tells such templates of a new layout.
-
-pub mod livekit;
+//! The room composite's template contract, as LiveKit Egress defines it: the hidden
+//! recorder's access token and the template URL (`{base}?layout=…&token=…&url=…`), so templates
+//! built on `@livekit/egress-sdk` work unchanged; and the rule a layout name follows.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use livekit_api::access_token::{AccessToken, VideoGrants};
 
+use super::SpecError;
 use crate::config::Sfu;
+
+/// A layout name as requests (StartRoomCompositeEgress, UpdateLayout) may give it.
+pub fn check_layout(layout: &str) -> Result<(), SpecError> {
+    if layout.len() > 128 || layout.chars().any(char::is_control) {
+        return Err(SpecError::invalid("layout must be at most 128 characters, without control characters"));
+    }
+    Ok(())
+}
 
 /// The recorder's identity is the egress id, as LiveKit Egress does (UpdateLayout finds the
 /// participant by it).
@@ -51,14 +57,6 @@ pub fn template_url(base: &url::Url, sfu: Sfu, sfu_url: &str, token: &str, layou
     u.to_string()
 }
 
-/// The JavaScript that tells a running template of a new layout: a `roomcast:layout` event
-/// (our templates listen; others ignore it).
-pub fn layout_script(layout: &str) -> String {
-    // JSON is valid JavaScript for a string literal, whatever the layout contains.
-    let lit = serde_json::Value::String(layout.to_string());
-    format!("window.dispatchEvent(new CustomEvent('roomcast:layout', {{ detail: {{ layout: {lit} }} }})); true")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,8 +86,8 @@ mod tests {
     }
 
     #[test]
-    fn layout_script_quotes_the_layout() {
-        let s = layout_script("a'); alert(1); ('");
-        assert!(s.contains(r#"layout: "a'); alert(1); ('""#), "{s}");
+    fn layouts_are_short_and_printable() {
+        assert!(check_layout("speaker-light").is_ok() && check_layout("").is_ok());
+        assert!(check_layout(&"x".repeat(129)).is_err() && check_layout("a\nb").is_err());
     }
 }

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use super::stream::{Params, Rendition, State, FIRST_MSN};
+use super::live::{Params, Rendition, State, FIRST_MSN};
 
 /// Which media playlist, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
