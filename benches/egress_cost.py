@@ -124,6 +124,27 @@ def frame_counts(url, ids):
     return counts
 
 
+def page_url(page):
+    """The URL of `page`: a test page (tests/pages/, which production does not serve) from a
+    static server of the bench's own on loopback, started once; else production's /templates/
+    (None: the caller prefixes its server's URL)."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "pages")
+    if not os.path.isfile(os.path.join(root, page.split("?")[0])):
+        return None
+    global _PAGES
+    if _PAGES is None:
+        import functools, http.server
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+        handler.log_message = lambda *a: None
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        _PAGES = f"http://127.0.0.1:{srv.server_address[1]}"
+    return f"{_PAGES}/{page}"
+
+
+_PAGES = None
+
+
 def start_serve(binary, env, port, tmp):
     """`roomcast serve` on 127.0.0.1:`port` with `env` (its log in `tmp`), once it answers; and
     an API token for it."""
@@ -197,7 +218,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
         ids, t_active, t_first, t_part = [], [], [], []
         for _ in range(n):
             t0 = time.monotonic()
-            info = twirp(url, "StartWebEgress", {"url": f"{url}/templates/demo/{page}", "segment_outputs": [{}],
+            info = twirp(url, "StartWebEgress", {"url": page_url(f"demo/{page}") or f"{url}/templates/demo/{page}", "segment_outputs": [{}],
                                                  "video_only": only == "video", "audio_only": only == "audio",
                                                  "advanced": {"width": width, "height": height, "framerate": 30}}, token)
             eid = info["egressId"]; ids.append(eid)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Glass-to-glass latency of roomcast web egress: a page that shows the wall clock as blocks
-(templates/bench/clock.html) is egressed by the real binary, played back by the real player page
+(tests/pages/bench/clock.html) is egressed by the real binary, played back by the real player page
 (/play/{id}/{playlist}, hls.js) in a second Chromium (tests/node/play.mjs --clock), and each frame
 the player presents is decoded: latency = when the frame is expected on the player's glass minus
 the time the page drew into it. Everything runs on loopback; prints a Markdown table.
@@ -16,6 +16,9 @@ Usage: benches/glass_to_glass.py BINARY [--seconds 30] [--runs 3] [--playlist li
        [--join-after 0] [--width 1280 --height 720 --framerate 30] [--json-out FILE] [--keep]
 """
 import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.error, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from egress_cost import page_url  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 PLAY = os.path.join(ROOT, "tests", "node", "play.mjs")
@@ -94,7 +97,7 @@ def one_run(a, url, token, tmp, run):
                 raise RuntimeError(f"player did not come up: {open(player_err.name).read().strip()}")
             time.sleep(0.05)
 
-        body = {"url": f"{url}/templates/bench/clock.html",
+        body = {"url": page_url("bench/clock.html"),
                 "segmentOutputs": [{"playlistName": "playlist.m3u8", "livePlaylistName": "live.m3u8"}],
                 "advanced": {"width": a.width, "height": a.height, "framerate": a.framerate}}
         t_api = time.time()
@@ -201,7 +204,7 @@ def main():
             raise RuntimeError("server did not answer /healthz within 10 s")
         token = subprocess.check_output([binary, "token"], env=env).decode().strip()
 
-        print(f"glass-to-glass: {os.path.basename(binary)}, page templates/bench/clock.html at "
+        print(f"glass-to-glass: {os.path.basename(binary)}, page tests/pages/bench/clock.html at "
               f"{a.width}x{a.height}/{a.framerate}, player /play/{{id}}/{a.playlist} (hls.js) joining "
               f"{f'{a.join_after:g} s after the API call' if a.join_after else 'as soon as the playlist exists'}, "
               f"{a.runs} run(s) x {a.seconds} s, loopback\n", flush=True)

@@ -1,4 +1,4 @@
-//! A/V sync measurement of an egress of `templates/bench/avsync.html` (a white flash and a
+//! A/V sync measurement of an egress of `tests/pages/bench/avsync.html` (a white flash and a
 //! 1 kHz beep once a second, meant to be simultaneous): decodes the recording with ffmpeg,
 //! finds every flash onset in the picture and every beep onset in the sound, and pairs them.
 //! Used by the A/V sync test and, run longer, by the benchmark.
@@ -67,13 +67,8 @@ fn stream_start(probe: &Value, kind: &str) -> f64 {
 }
 
 fn decode(input: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(input)
-        .args(args)
-        .arg("-")
-        .output()
-        .expect("ffmpeg (apt install ffmpeg)");
+    let out =
+        Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(input).args(args).arg("-").output().expect("ffmpeg (apt install ffmpeg)");
     assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
@@ -136,11 +131,7 @@ pub fn beeps(input: &Path) -> Vec<f64> {
 }
 
 pub fn analyse(input: &Path, fps: f64) -> AvReport {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_streams", "-of", "json"])
-        .arg(input)
-        .output()
-        .expect("ffprobe");
+    let out = Command::new("ffprobe").args(["-v", "error", "-show_streams", "-of", "json"]).arg(input).output().expect("ffprobe");
     let probe: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
     let flashes = flash_onsets(input, stream_start(&probe, "video"), fps);
     let beeps = beep_onsets(input, stream_start(&probe, "audio"));

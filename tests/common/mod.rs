@@ -7,6 +7,7 @@
 pub mod av;
 pub mod janus;
 pub mod nginx;
+pub mod pages;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -82,8 +83,13 @@ impl Server {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
     }
 
+    /// A page to egress: a test page (tests/pages/, served by the tests) or else one that
+    /// production serves under /templates/ (the demo page, the room template).
     pub fn page(&self, path: &str) -> String {
-        format!("{}/templates/{path}", self.url)
+        match pages::is_test_page(path) {
+            true => format!("{}/{path}", pages::base()),
+            false => format!("{}/templates/{path}", self.url),
+        }
     }
 
     /// A Twirp call with JSON; returns the HTTP status and the body as JSON.
