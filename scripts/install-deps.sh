@@ -43,6 +43,17 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# The style checks of the test command (rustup's machines ship both components).
+for tool in fmt clippy; do
+  if ! cargo "$tool" --version >/dev/null 2>&1; then
+    component=$([ "$tool" = fmt ] && echo rustfmt || echo clippy)
+    command -v rustup >/dev/null 2>&1 && rustup component add "$component" || {
+      echo "roomcast: cargo $tool is missing: install the $component component (rustup component add $component)" >&2
+      exit 1
+    }
+  fi
+done
+
 # Node clients used by the tests (LiveKit's server SDK, playwright-core driving Debian's
 # Chromium as a player), pinned by the lock file.
 if [ ! -d tests/node/node_modules/livekit-server-sdk ] || [ ! -d tests/node/node_modules/playwright-core ]; then
