@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Per-egress cost benchmark (CPU, PSS, fps, duplicated/dropped frames, start and glass-to-glass
 # latency, per capture backend) against the real binary.
-# Not a test: run it on an otherwise idle machine and copy the table into the README.
+# Not a test: run it on an otherwise idle machine and copy the table into docs/benchmarks.md.
 # PROFILE=dev uses the debug build (dependencies are optimised in it too; the hot paths are
 # Chromium, libjpeg and x264, which are C either way).
 set -euo pipefail

@@ -165,7 +165,7 @@ pub enum CaptureBackend {
     /// A private Xvfb per egress, Chromium as a kiosk window on it, the screen read by
     /// `ximagesrc` (LiveKit Egress's way): no JPEG anywhere, but the page renders at 60 Hz.
     /// The default: the fewest cores per room, and it keeps 30 new pictures a second where
-    /// the others fall behind (README, cost table).
+    /// the others fall behind (docs/benchmarks.md, cost table).
     #[default]
     X11,
 }
@@ -241,7 +241,7 @@ pub struct CaptureConfig {
 #[serde(rename_all = "snake_case")]
 pub enum XServerKind {
     /// Xorg with the dummy video driver and one mode whose refresh is the output frame rate:
-    /// Chromium draws 30 times a second for 30 fps (measured: its cores halve, README).
+    /// Chromium draws 30 times a second for 30 fps (measured: its cores halve, docs/benchmarks.md).
     #[default]
     Xorg,
     /// Xvfb: its one mode reports 0 Hz, so Chromium draws at 60 Hz whatever we keep.
@@ -274,7 +274,7 @@ impl Default for CaptureConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct PoolConfig {
     /// Warm workers kept ready (0: none). Each costs an idle Chromium and sound server
-    /// (measured: see the README). Env: ROOMCAST_POOL_SIZE.
+    /// (measured: see docs/benchmarks.md). Env: ROOMCAST_POOL_SIZE.
     pub size: usize,
     /// How long after a warm worker is taken its replacement is launched, ms: not while the
     /// taken one's egress is starting on the same cores.

@@ -1,5 +1,5 @@
 //! Stream outputs (RTMP, RTMPS, SRT): one [`super::push`] process per URL, fed the main
-//! rendition's CMAF chunks by the supervisor. Each URL is isolated: its own process and a
+//! rendition's CMAF chunks by [`super::Outputs`]. Each URL is isolated: its own process and a
 //! bounded queue, and when that queue is full (a slow endpoint) its chunks are dropped up to
 //! the next fragment start, so nothing upstream ever waits for it. A process that ends (the
 //! server went away, refused, timed out) is restarted with capped exponential backoff,
