@@ -134,9 +134,11 @@ def page_url(page):
     global _PAGES
     if _PAGES is None:
         import functools, http.server
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
-        handler.log_message = lambda *a: None
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=root))
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         _PAGES = f"http://127.0.0.1:{srv.server_address[1]}"
     return f"{_PAGES}/{page}"
