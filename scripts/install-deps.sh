@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything roomcast and its tests need on Debian 12, from Debian's packages and
-# the npm registry (no downloaded browsers or binaries). Safe to run again.
+# Installs everything roomcast and its tests need on Debian 12, from Debian's packages, the
+# npm registry and the Go module proxy (no downloaded browsers or binaries). Safe to run again:
+# what is there already is kept (the Go build of livekit-server only happens once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,8 @@ PKGS=(
   pulseaudio pulseaudio-utils gstreamer1.0-pulseaudio
   # the room composite tests' SFU (in a network namespace of their own)
   janus iproute2
+  # LiveKit's worker bus (psrpc) and livekit-server's multi-node state
+  redis-server
   # the stream output tests' RTMP server
   nginx libnginx-mod-rtmp
   # build
@@ -53,6 +56,24 @@ for tool in fmt clippy; do
     }
   fi
 done
+
+# livekit-server for the LiveKit tests, built from its Go module at a pinned release into
+# .deps/ (project-local; Go's module and build caches make a rebuild after `rm -rf .deps`
+# quick). The first build takes about 2 minutes on 2 cores (docs/testing.md).
+LIVEKIT_SERVER_VERSION=v1.13.5
+LK_DIR=".deps/livekit-server-$LIVEKIT_SERVER_VERSION"
+if [ ! -x "$LK_DIR/livekit-server" ]; then
+  if ! command -v go >/dev/null 2>&1; then
+    echo "roomcast: go not found: the LiveKit tests need livekit-server built from its Go module (Go >= 1.26)" >&2
+    exit 1
+  fi
+  echo "roomcast: building livekit-server $LIVEKIT_SERVER_VERSION from the Go module proxy (once)" >&2
+  mkdir -p "$LK_DIR"
+  GOBIN="$PWD/$LK_DIR" GOFLAGS=-buildvcs=false go install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_SERVER_VERSION"
+  mv "$LK_DIR/server" "$LK_DIR/livekit-server"
+fi
+mkdir -p .deps/bin
+ln -sfn "../livekit-server-$LIVEKIT_SERVER_VERSION/livekit-server" .deps/bin/livekit-server
 
 # Node clients used by the tests (LiveKit's server SDK, playwright-core driving Debian's
 # Chromium as a player), pinned by the lock file.

@@ -3,24 +3,25 @@
 //! adapter for that SFU. Everything is judged from the decoded output: tiles, layout changes,
 //! a publisher leaving, the room's sound, the room's end.
 //!
-//! Janus (Debian's) runs here, in a network namespace of its own. The same test runs against a
-//! real LiveKit server when one is given (no LiveKit server can be installed here):
-//! `LIVEKIT_TEST_URL=ws://host:7880 LIVEKIT_TEST_API_KEY=… LIVEKIT_TEST_API_SECRET=…
-//!  cargo test --test room_sfu -- --ignored livekit`.
+//! Both SFUs are real and started here, each in a network namespace of its own: Debian's Janus
+//! with the VideoRoom configuration it ships (numeric room 1234), and livekit-server built from
+//! its Go module by scripts/install-deps.sh.
 
 mod common;
 
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::janus::Janus;
+use common::janus::{Janus, DEFAULT_ROOM};
+use common::livekit::LiveKit;
 use common::*;
 use livekit_api::access_token::{AccessToken, VideoGrants};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const S: Duration = Duration::from_secs(1);
-const ROOM: &str = "rc-room";
+/// The LiveKit room's name (Janus's is its default configuration's, DEFAULT_ROOM).
+const LK_ROOM: &str = "rc-room";
 
 struct Publisher {
     name: &'static str,
@@ -38,20 +39,21 @@ const PUBLISHERS: [Publisher; 4] = [
 /// The room's SFU, as the test needs it.
 enum Sfu {
     Janus(Janus),
-    LiveKit { url: String, key: String, secret: String },
+    LiveKit(LiveKit),
 }
 
 impl Sfu {
-    fn livekit_from_env() -> Self {
-        let var =
-            |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: this test needs a LiveKit server (see the file's doc)"));
-        Sfu::LiveKit { url: var("LIVEKIT_TEST_URL"), key: var("LIVEKIT_TEST_API_KEY"), secret: var("LIVEKIT_TEST_API_SECRET") }
-    }
-
     fn url(&self) -> &str {
         match self {
             Sfu::Janus(j) => &j.ws_url,
-            Sfu::LiveKit { url, .. } => url,
+            Sfu::LiveKit(lk) => &lk.url,
+        }
+    }
+
+    fn room(&self) -> &'static str {
+        match self {
+            Sfu::Janus(_) => DEFAULT_ROOM,
+            Sfu::LiveKit(_) => LK_ROOM,
         }
     }
 
@@ -59,9 +61,10 @@ impl Sfu {
     fn config(&self) -> String {
         match self {
             Sfu::Janus(j) => format!("room:\n  sfu: janus\n  url: {}\n  start_timeout_secs: 30\n", j.ws_url),
-            Sfu::LiveKit { url, key, secret } => {
-                format!("room:\n  sfu: livekit\n  url: {url}\n  api_key: {key}\n  api_secret: {secret}\n  start_timeout_secs: 30\n")
-            }
+            Sfu::LiveKit(lk) => format!(
+                "room:\n  sfu: livekit\n  url: {}\n  api_key: {}\n  api_secret: {}\n  start_timeout_secs: 30\n",
+                lk.url, lk.key, lk.secret
+            ),
         }
     }
 
@@ -69,11 +72,11 @@ impl Sfu {
     fn publisher(&self, p: &Publisher) -> Value {
         let color = format!("#{:02x}{:02x}{:02x}", p.rgb[0], p.rgb[1], p.rgb[2]);
         let mut v = json!({"name": p.name, "color": color, "freq": p.freq});
-        if let Sfu::LiveKit { key, secret, .. } = self {
-            let token = AccessToken::with_api_key(key, secret)
+        if let Sfu::LiveKit(lk) = self {
+            let token = AccessToken::with_api_key(&lk.key, &lk.secret)
                 .with_identity(p.name)
                 .with_name(p.name)
-                .with_grants(VideoGrants { room_join: true, room: ROOM.into(), ..Default::default() })
+                .with_grants(VideoGrants { room_join: true, room: LK_ROOM.into(), ..Default::default() })
                 .to_jwt()
                 .unwrap();
             v["token"] = json!(token);
@@ -86,13 +89,20 @@ impl Sfu {
         url::Url::parse(self.url()).ok().and_then(|u| u.host_str().map(str::to_string)).into_iter().collect()
     }
 
-    /// Ends the room: Janus stops; LiveKit deletes the room.
-    async fn end_room(self) {
+    /// Ends the room: Janus stops; LiveKit deletes the room (RoomService), and its server is
+    /// handed back to live until the egress has ended.
+    async fn end_room(self) -> Option<LiveKit> {
         match self {
-            Sfu::Janus(j) => drop(j),
-            Sfu::LiveKit { url, key, secret } => {
-                let api = url.replacen("ws", "http", 1);
-                livekit_api::services::room::RoomClient::with_api_key(&api, &key, &secret).delete_room(ROOM).await.expect("DeleteRoom");
+            Sfu::Janus(j) => {
+                drop(j);
+                None
+            }
+            Sfu::LiveKit(lk) => {
+                livekit_api::services::room::RoomClient::with_api_key(&lk.http_url, &lk.key, &lk.secret)
+                    .delete_room(LK_ROOM)
+                    .await
+                    .expect("DeleteRoom");
+                Some(lk)
             }
         }
     }
@@ -111,7 +121,7 @@ impl Publishers {
             "templates": format!("{}/templates", server.url),
             "sfu": if matches!(sfu, Sfu::Janus(_)) { "janus" } else { "livekit" },
             "url": sfu.url(),
-            "room": ROOM,
+            "room": sfu.room(),
             "exclude": sfu.hosts(),
             "publishers": PUBLISHERS.iter().map(|p| sfu.publisher(p)).collect::<Vec<_>>(),
         });
@@ -249,15 +259,17 @@ fn audio(file: &std::path::Path) -> Vec<f64> {
 async fn janus_room_composite_to_llhls() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    room_composite(Sfu::Janus(Janus::start(dir.path(), &[ROOM]))).await;
+    room_composite(Sfu::Janus(Janus::start_default(dir.path()))).await;
 }
 
-/// The same against a real LiveKit server, when one is given (see the file's doc).
+/// Issue 16 (2): the same against a real livekit-server, through our template's LiveKit adapter
+/// (UpdateLayout goes through the recorder's metadata, set with RoomService; the room ends
+/// when it is deleted).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs a LiveKit server: LIVEKIT_TEST_URL, LIVEKIT_TEST_API_KEY, LIVEKIT_TEST_API_SECRET"]
 async fn livekit_room_composite_to_llhls() {
     let _serial = SERIAL.lock().await;
-    room_composite(Sfu::livekit_from_env()).await;
+    let dir = tempfile::tempdir().unwrap();
+    room_composite(Sfu::LiveKit(LiveKit::start(dir.path()))).await;
 }
 
 async fn room_composite(sfu: Sfu) {
@@ -268,7 +280,7 @@ async fn room_composite(sfu: Sfu) {
     }
 
     let (code, info) =
-        server.twirp("StartRoomCompositeEgress", json!({"room_name": ROOM, "layout": "grid", "segment_outputs": [{}]})).await;
+        server.twirp("StartRoomCompositeEgress", json!({"room_name": sfu.room(), "layout": "grid", "segment_outputs": [{}]})).await;
     assert_eq!(code, 200, "{info}");
     let id = info["egressId"].as_str().unwrap().to_string();
     server.wait_status(&id, "EGRESS_ACTIVE", 40 * S).await;
@@ -288,6 +300,16 @@ async fn room_composite(sfu: Sfu) {
     .await;
     eprintln!("speaker shares {speaker:?}");
     assert_eq!(server.info(&id).await["status"], "EGRESS_ACTIVE", "no restart for a layout change");
+
+    // Single speaker: one publisher fills the picture, nobody else is seen.
+    let (code, updated) = server.twirp("UpdateLayout", json!({"egress_id": id, "layout": "single-speaker"})).await;
+    assert_eq!(code, 200, "{updated}");
+    let single = wait_picture(&server, &id, "a single-speaker layout", 15 * S, |s| {
+        let big = s.iter().cloned().fold(0.0, f64::max);
+        big > 0.6 && s.iter().filter(|c| **c > 0.002).count() == 1
+    })
+    .await;
+    eprintln!("single-speaker shares {single:?}");
 
     // Back to the grid, then Yellow leaves: three tiles, and no yellow anywhere.
     server.twirp("UpdateLayout", json!({"egress_id": id, "layout": "grid"})).await;
@@ -311,33 +333,61 @@ async fn room_composite(sfu: Sfu) {
     // END_RECORDING and the egress completes with everything recorded so far in a closed
     // playlist.
     drop(publishers);
-    sfu.end_room().await;
+    let _server_until_the_end = sfu.end_room().await;
     let done = server.wait_status(&id, "EGRESS_COMPLETE", 30 * S).await;
     assert_eq!(done["details"], "Source closed", "{done}");
     assert!(done["segmentResults"][0]["segmentCount"].as_str().unwrap().parse::<i64>().unwrap() >= 5, "{done}");
     let (_, playlist) = server.get_text(done["segmentResults"][0]["playlistLocation"].as_str().unwrap()).await;
     assert!(playlist.trim_end().ends_with("#EXT-X-ENDLIST"), "{playlist}");
+    // The layout changes were live: one continuous recording, no gap or discontinuity.
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY") && !playlist.contains("#EXT-X-GAP"), "{playlist}");
     server.assert_no_leftovers(10 * S).await;
 }
 
-/// Issue 6 (6): a room the SFU does not have, and an SFU that does not answer, end FAILED
-/// with the template's error within the start timeout, and their Chromium is ended.
+/// Issue 6 (6) and 16 (6): Janus as it ships (numeric room ids) and with `string_ids`; a room
+/// joins by the token's `video.room` typed as that Janus types ids. A room the SFU does not
+/// have, an id of the wrong type, and an SFU that does not answer end FAILED with the
+/// template's reason within the start timeout, and their Chromium is ended.
 #[tokio::test(flavor = "multi_thread")]
-async fn janus_room_failures_end_failed() {
+async fn janus_room_ids_and_failures() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let janus = Janus::start(dir.path(), &[ROOM]);
-    let nobody = janus.netns.ns_ip.rsplit_once('.').map(|(net, _)| format!("ws://{net}.9:8188")).unwrap();
-    for (url, room, expected) in [(&janus.ws_url, "no-such-room", "template error"), (&nobody, ROOM, "template error")] {
+    let numeric = Janus::start_default(&dir.path().join("numeric"));
+    let named = Janus::start_named(&dir.path().join("named"), &["rc-room", "777"]);
+    let nobody = numeric.netns.ns_ip.rsplit_once('.').map(|(net, _)| format!("ws://{net}.9:8188")).unwrap();
+    // (SFU, room, Ok(()) to record or Err(what the error says))
+    let cases: [(&str, &str, Result<(), &str>); 7] = [
+        (&numeric.ws_url, DEFAULT_ROOM, Ok(())),
+        (&numeric.ws_url, "rc-room", Err("must be a positive integer")),
+        (&numeric.ws_url, "4321", Err("Janus room \"4321\" does not exist")),
+        (&named.ws_url, "rc-room", Ok(())),
+        (&named.ws_url, "777", Ok(())),
+        (&named.ws_url, "888", Err("names its rooms with strings")),
+        (&nobody, DEFAULT_ROOM, Err("template error")),
+    ];
+    for (url, room, expected) in cases {
         let server = Server::start_with_config(&format!("room:\n  sfu: janus\n  url: {url}\n  start_timeout_secs: 20\n")).await;
         let since = Instant::now();
         let (code, info) = server.twirp("StartRoomCompositeEgress", json!({"room_name": room, "segment_outputs": [{}]})).await;
         assert_eq!(code, 200, "{info}");
         let id = info["egressId"].as_str().unwrap().to_string();
-        let end = server.wait_ended(&id, 35 * S).await;
-        eprintln!("{url} {room}: {} after {:?}", end["error"], since.elapsed());
-        assert_eq!(end["status"], "EGRESS_FAILED", "{end}");
-        assert!(end["error"].as_str().unwrap().contains(expected), "{end}");
+        match expected {
+            Ok(()) => {
+                // An empty room records (its picture is the empty layout) until stopped.
+                server.wait_status(&id, "EGRESS_ACTIVE", 30 * S).await;
+                eprintln!("{url} {room}: ACTIVE after {:?}", since.elapsed());
+                let (code, stopped) = server.twirp("StopEgress", json!({"egress_id": id})).await;
+                assert_eq!(code, 200, "{stopped}");
+                assert_eq!(server.wait_ended(&id, 30 * S).await["status"], "EGRESS_COMPLETE");
+            }
+            Err(what) => {
+                let end = server.wait_ended(&id, 35 * S).await;
+                eprintln!("{url} {room}: {} after {:?}", end["error"], since.elapsed());
+                assert_eq!(end["status"], "EGRESS_FAILED", "{end}");
+                let error = end["error"].as_str().unwrap();
+                assert!(error.contains("template error") && error.contains(what), "{room} at {url}: {end}");
+            }
+        }
         server.assert_no_leftovers(10 * S).await;
     }
 }

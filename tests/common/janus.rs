@@ -1,68 +1,18 @@
 //! A real SFU for the room tests: Debian's Janus (VideoRoom over WebSockets) in a network
-//! namespace of its own, joined to the host by a veth pair. Janus ignores loopback
-//! interfaces for ICE, and no test traffic may reach the machine's external address, so
-//! the SFU gets a private /24 that only this test uses. Everything is removed on drop.
+//! namespace of its own (see netns.rs: Janus ignores loopback interfaces for ICE). Everything
+//! is removed on drop.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+pub use super::netns::Netns;
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip (apt install iproute2)");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
+/// The room of Janus's default VideoRoom configuration (Debian's
+/// /etc/janus/janus.plugin.videoroom.jcfg: numeric ids, no `string_ids`).
+pub const DEFAULT_ROOM: &str = "1234";
 
-/// A namespace with one veth: `host_ip` on our side, `ns_ip` inside.
-pub struct Netns {
-    pub name: String,
-    pub ns_if: String,
-    host_if: String,
-    pub host_ip: String,
-    pub ns_ip: String,
-}
-
-impl Netns {
-    pub fn create() -> Self {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        // Interface names are at most 15 characters.
-        let tag = format!("rc{}x{n}", pid % 100_000);
-        let subnet = format!("10.{}.{}", 200 + (pid / 250) % 50, (pid + n) % 250);
-        let host_if = format!("{tag}h");
-        let ns = Netns {
-            name: format!("{tag}-ns"),
-            ns_if: format!("{tag}n"),
-            host_if: host_if.clone(),
-            host_ip: format!("{subnet}.1"),
-            ns_ip: format!("{subnet}.2"),
-        };
-        ip(&["netns", "add", &ns.name]);
-        ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns.ns_if]);
-        ip(&["link", "set", &ns.ns_if, "netns", &ns.name]);
-        ip(&["addr", "add", &format!("{}/24", ns.host_ip), "dev", &host_if]);
-        ip(&["link", "set", &host_if, "up"]);
-        ip(&["netns", "exec", &ns.name, "ip", "addr", "add", &format!("{}/24", ns.ns_ip), "dev", &ns.ns_if]);
-        ip(&["netns", "exec", &ns.name, "ip", "link", "set", &ns.ns_if, "up"]);
-        ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
-        // Replies to the host's addresses go back over the veth.
-        ip(&["netns", "exec", &ns.name, "ip", "route", "add", "default", "via", &ns.host_ip]);
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes its end of the veth, and with it ours, though not
-        // always at once: ours is deleted too (an error if it is gone already).
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).stderr(Stdio::null()).status();
-    }
-}
-
-/// Janus in its namespace, with the VideoRoom rooms named (string ids).
+/// Janus in its namespace.
 pub struct Janus {
     child: Child,
     pub ws_url: String,
@@ -72,7 +22,26 @@ pub struct Janus {
 }
 
 impl Janus {
-    pub fn start(dir: &Path, rooms: &[&str]) -> Self {
+    /// With the VideoRoom configuration Janus ships (rooms 1234 and 5678, numeric ids).
+    pub fn start_default(dir: &Path) -> Self {
+        let shipped = "/etc/janus/janus.plugin.videoroom.jcfg";
+        let videoroom = std::fs::read_to_string(shipped).unwrap_or_else(|e| panic!("{shipped}: {e} (apt install janus)"));
+        Self::start_with(dir, &videoroom)
+    }
+
+    /// With the given rooms, named (string ids).
+    pub fn start_named(dir: &Path, rooms: &[&str]) -> Self {
+        let mut videoroom = String::from("general: {\n    string_ids = true\n}\n");
+        for room in rooms {
+            // Janus takes a room's id from its section's name.
+            videoroom.push_str(&format!(
+                "room-{room}: {{\n    description = \"{room}\"\n    publishers = 16\n    bitrate = 512000\n    fir_freq = 10\n    audiocodec = \"opus\"\n    videocodec = \"vp8\"\n    audiolevel_event = true\n}}\n"
+            ));
+        }
+        Self::start_with(dir, &videoroom)
+    }
+
+    fn start_with(dir: &Path, videoroom: &str) -> Self {
         let netns = Netns::create();
         let conf = dir.join("janus-conf");
         std::fs::create_dir_all(&conf).unwrap();
@@ -115,13 +84,6 @@ events: {{
             ),
         )
         .unwrap();
-        let mut videoroom = String::from("general: {\n    string_ids = true\n}\n");
-        for room in rooms {
-            // Janus takes a room's id from its section's name.
-            videoroom.push_str(&format!(
-                "room-{room}: {{\n    description = \"{room}\"\n    publishers = 16\n    bitrate = 512000\n    fir_freq = 10\n    audiocodec = \"opus\"\n    videocodec = \"vp8\"\n    audiolevel_event = true\n}}\n"
-            ));
-        }
         std::fs::write(conf.join("janus.plugin.videoroom.jcfg"), videoroom).unwrap();
         std::fs::write(
             conf.join("janus.transport.websockets.jcfg"),

@@ -6,6 +6,8 @@
 
 pub mod av;
 pub mod janus;
+pub mod livekit;
+pub mod netns;
 pub mod nginx;
 pub mod pages;
 

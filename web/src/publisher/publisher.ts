@@ -10,7 +10,7 @@
 
 import { Room, Track } from 'livekit-client';
 
-import { attachVideoRoom, type JanusJS, openSession, type PluginHandle, type Janus } from '../shared/janus-session';
+import { attachVideoRoom, type JanusJS, openSession, type PluginHandle, roomId, type Janus } from '../shared/janus-session';
 
 type State = 'starting' | 'published' | 'left' | 'error';
 
@@ -153,7 +153,7 @@ async function publish(): Promise<void> {
     },
   });
   handle = h;
-  h.send({ message: { request: 'join', ptype: 'publisher', room, display: name } });
+  h.send({ message: { request: 'join', ptype: 'publisher', room: await roomId(h, room), display: name } });
 }
 
 function offer(h: PluginHandle, video: MediaStreamTrack, audio: MediaStreamTrack): void {

@@ -5,7 +5,7 @@
  */
 
 import { Emitter, type RoomAdapter, type TrackKind } from './adapter';
-import { attachVideoRoom, type JanusJS, openSession, type PluginHandle, request, type Janus } from '../shared/janus-session';
+import { attachVideoRoom, type JanusJS, openSession, type PluginHandle, request, roomId, type Janus } from '../shared/janus-session';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Renegotiations are serialised; one that Janus never answers must not block the room forever. */
@@ -67,6 +67,8 @@ export class JanusAdapter extends Emitter implements RoomAdapter {
   /** VideoRoom's talking events need audiolevel_event in the room config; levels are measured here instead. */
   readonly providesActiveSpeakers = false;
   private readonly room: string;
+  /** `room` typed as this Janus types room ids (see roomId). */
+  private roomId: string | number = '';
   private janus?: Janus;
   private pub?: PluginHandle;
   private sub?: PluginHandle;
@@ -136,11 +138,14 @@ export class JanusAdapter extends Emitter implements RoomAdapter {
           this.pub = await attachVideoRoom(janus, `${RECORDER_DISPLAY}-${Math.random().toString(36).slice(2)}`, {
             onmessage: (msg) => this.onPublisherMessage(msg, joinedOk, fail),
           });
-          request(this.pub, { request: 'join', ptype: 'publisher', room: this.room, display: RECORDER_DISPLAY });
+          this.roomId = await roomId(this.pub, this.room);
+          if (settled) return;
+          request(this.pub, { request: 'join', ptype: 'publisher', room: this.roomId, display: RECORDER_DISPLAY });
         })
-        .catch((err: unknown) =>
-          fail(`could not connect to Janus at ${this.url}: ${err instanceof Error ? err.message : String(err)}`),
-        );
+        .catch((err: unknown) => {
+          const message = err instanceof Error ? err.message : String(err);
+          fail(message.startsWith('Janus room') ? message : `could not connect to Janus at ${this.url}: ${message}`);
+        });
     });
   }
 
@@ -242,7 +247,7 @@ export class JanusAdapter extends Emitter implements RoomAdapter {
     this.setNegotiating(true);
     if (!this.subJoined) {
       this.subJoined = true;
-      request(this.sub, { request: 'join', ptype: 'subscriber', room: this.room, streams, private_id: this.privateId });
+      request(this.sub, { request: 'join', ptype: 'subscriber', room: this.roomId, streams, private_id: this.privateId });
     } else {
       request(this.sub, { request: 'subscribe', streams });
     }

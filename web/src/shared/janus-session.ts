@@ -83,3 +83,49 @@ export function request(handle: PluginHandle, message: JanusJS.PluginMessage['me
 }
 
 export { Janus };
+
+/** VideoRoom's error for a field of the wrong JSON type (e.g. a string room on a numeric-id Janus). */
+const JANUS_VIDEOROOM_ERROR_INVALID_ELEMENT = 430;
+
+type ExistsReply = { videoroom?: string; exists?: boolean; error_code?: number; error?: string };
+
+function wrongType(reply: ExistsReply): boolean {
+  return reply.error_code === JANUS_VIDEOROOM_ERROR_INVALID_ELEMENT;
+}
+
+function exists(handle: PluginHandle, room: string | number): Promise<ExistsReply> {
+  return new Promise<ExistsReply>((resolve, reject) => {
+    handle.send({
+      message: { request: 'exists', room },
+      success: (reply: unknown) => resolve((reply ?? {}) as ExistsReply),
+      error: (err: string) => reject(new Error(`Janus exists request failed: ${err}`)),
+    });
+  });
+}
+
+/**
+ * The room's id as this Janus types it. A VideoRoom numbers its rooms unless `string_ids` is
+ * on, and refuses an id of the other type, while our grant (`video.room`) is always a string:
+ * a name that reads as a positive integer is tried as a number first, then as a string. A name
+ * that is not a number on a numeric-id Janus is refused here, with the reason.
+ */
+export async function roomId(handle: PluginHandle, room: string): Promise<string | number> {
+  const asNumber = /^[1-9][0-9]{0,15}$/.test(room) ? Number(room) : undefined;
+  if (asNumber !== undefined && Number.isSafeInteger(asNumber)) {
+    const reply = await exists(handle, asNumber);
+    if (!wrongType(reply)) return asNumber;
+    // This Janus has string ids: the same name as a string.
+    const named = await exists(handle, room);
+    if (named.exists === false) {
+      throw new Error(`Janus room "${room}" does not exist (this Janus names its rooms with strings, string_ids = true)`);
+    }
+    return room;
+  }
+  const reply = await exists(handle, room);
+  if (wrongType(reply)) {
+    throw new Error(
+      `Janus room "${room}" cannot exist on this Janus: its VideoRoom numbers its rooms (string_ids is off), so the room name must be a positive integer`,
+    );
+  }
+  return room;
+}

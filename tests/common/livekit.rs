@@ -1,0 +1,123 @@
+//! A real LiveKit server for the room tests: livekit-server built from its Go module by
+//! scripts/install-deps.sh (.deps/bin/livekit-server), in a network namespace of its own (its
+//! ICE ignores loopback, see netns.rs), optionally on a Redis of its own (Debian's
+//! redis-server, on loopback inside the same namespace). Both are ended by PID on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use super::netns::Netns;
+
+/// The key pair this server knows (its secret is long enough for livekit-server's check).
+pub const LK_KEY: &str = "roomcast-test-key";
+pub const LK_SECRET: &str = "roomcast-test-secret-at-least-32-characters";
+
+pub fn binary() -> PathBuf {
+    super::repo().join(".deps/bin/livekit-server")
+}
+
+pub struct LiveKit {
+    child: Child,
+    redis: Option<Child>,
+    /// The signalling URL clients join with (ws://…:7880).
+    pub url: String,
+    /// The same server's HTTP API (RoomService, Egress).
+    pub http_url: String,
+    /// Redis's address as seen from the host (the namespace's address), when started with one.
+    pub redis_address: Option<String>,
+    pub log: PathBuf,
+    pub key: String,
+    pub secret: String,
+    // Dropped after the processes: the namespace outlives them.
+    pub netns: Netns,
+}
+
+impl LiveKit {
+    /// A single node (no Redis): rooms and signalling only.
+    pub fn start(dir: &Path) -> Self {
+        Self::start_inner(dir, false)
+    }
+
+    /// With a Redis, as livekit-server runs when egress workers serve it over psrpc.
+    pub fn start_with_redis(dir: &Path) -> Self {
+        Self::start_inner(dir, true)
+    }
+
+    fn start_inner(dir: &Path, with_redis: bool) -> Self {
+        let bin = binary();
+        assert!(bin.exists(), "{} is missing: run scripts/install-deps.sh (it builds livekit-server from its Go module)", bin.display());
+        let netns = Netns::create();
+        let ip = netns.ns_ip.clone();
+        let redis = with_redis.then(|| {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &netns.name, "redis-server", "--bind", &ip, "--port", "6379", "--save", "", "--appendonly", "no"])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(dir.join("redis.log")).unwrap())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("redis-server (apt install redis-server)");
+            wait_listening(&format!("{ip}:6379"), "redis-server", &dir.join("redis.log"));
+            child
+        });
+        let redis_yaml = if with_redis { format!("redis:\n  address: {ip}:6379\n") } else { String::new() };
+        let config = dir.join("livekit.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "port: 7880\nbind_addresses: [\"{ip}\"]\n{redis_yaml}rtc:\n  tcp_port: 7881\n  port_range_start: 50000\n  port_range_end: 50400\n  use_external_ip: false\n  node_ip: {ip}\n  interfaces:\n    includes: [\"{iface}\"]\nkeys:\n  {LK_KEY}: {LK_SECRET}\nlogging:\n  level: info\n",
+                iface = netns.ns_if,
+            ),
+        )
+        .unwrap();
+        let log = dir.join("livekit.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &netns.name])
+            .arg(&bin)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .spawn()
+            .expect("livekit-server");
+        let lk = LiveKit {
+            child,
+            redis,
+            url: format!("ws://{ip}:7880"),
+            http_url: format!("http://{ip}:7880"),
+            redis_address: with_redis.then(|| format!("{ip}:6379")),
+            log,
+            key: LK_KEY.into(),
+            secret: LK_SECRET.into(),
+            netns,
+        };
+        wait_listening(&format!("{ip}:7880"), "livekit-server", &lk.log);
+        lk
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+fn wait_listening(addr: &str, what: &str, log: &Path) {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}: {}", std::fs::read_to_string(log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Drop for LiveKit {
+    fn drop(&mut self) {
+        // `ip netns exec` execs its command: these PIDs are the servers' own.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        super::reap(&mut self.child, Duration::from_secs(10));
+        if let Some(redis) = self.redis.as_mut() {
+            unsafe { libc::kill(redis.id() as i32, libc::SIGTERM) };
+            super::reap(redis, Duration::from_secs(5));
+        }
+    }
+}
