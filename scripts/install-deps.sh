@@ -87,3 +87,10 @@ if [ ! -d web/node_modules/esbuild ]; then
   npm ci --prefix web --no-audit --no-fund
 fi
 npm run --silent --prefix web build
+
+# A customer's template (@livekit/egress-sdk + livekit-client, as LiveKit's docs write one),
+# bundled into tests/pages/customer/ for the room tests.
+if [ ! -d tests/customer/node_modules/@livekit/egress-sdk ] || [ ! -d tests/customer/node_modules/esbuild ]; then
+  npm ci --prefix tests/customer --no-audit --no-fund
+fi
+npm run --silent --prefix tests/customer build

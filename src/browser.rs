@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::page::{EventLoadEventFired, NavigateParams};
 use chromiumoxide::cdp::browser_protocol::target::CreateTargetParams;
-use chromiumoxide::cdp::js_protocol::runtime::EventConsoleApiCalled;
+use chromiumoxide::cdp::js_protocol::runtime::{ConsoleApiCalledType, EventConsoleApiCalled};
 use chromiumoxide::{Browser, Page};
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -326,9 +326,53 @@ pub fn layout_script(layout: &str) -> String {
     format!("window.dispatchEvent(new CustomEvent('roomcast:layout', {{ detail: {{ layout: {lit} }} }})); true")
 }
 
+/// Longest console message kept in the log.
+const CONSOLE_LOG_MAX: usize = 500;
+
+/// A template's console errors and warnings go to the egress's log (target `template`): they
+/// are how a template that never starts explains itself. Anything shaped like a JWT (the
+/// recorder's token, should a template print its URL) is masked.
+fn log_console(ev: &EventConsoleApiCalled) {
+    if !matches!(ev.r#type, ConsoleApiCalledType::Error | ConsoleApiCalledType::Warning | ConsoleApiCalledType::Assert) {
+        return;
+    }
+    let text: Vec<String> = ev
+        .args
+        .iter()
+        .map(|a| match a.value.as_ref() {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => a.description.clone().unwrap_or_default(),
+        })
+        .collect();
+    let text = mask_jwts(&text.join(" "));
+    let text: String = text.chars().take(CONSOLE_LOG_MAX).collect();
+    warn!(target: "template", kind = ?ev.r#type, "{text}");
+}
+
+/// Replaces every `eyJ….….…` run (a JWT's base64url header, payload and signature) with `[token]`.
+fn mask_jwts(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("eyJ") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let len = tail.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))).unwrap_or(tail.len());
+        if tail[..len].matches('.').count() >= 2 {
+            out.push_str("[token]");
+        } else {
+            out.push_str(&tail[..len]);
+        }
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The next of LiveKit's two console signals the page logs.
 async fn next_signal(events: &mut ConsoleEvents) -> Result<&'static str> {
     while let Some(ev) = events.next().await {
+        log_console(&ev);
         for a in &ev.args {
             match a.value.as_ref().and_then(|v| v.as_str()) {
                 Some(START_RECORDING) => return Ok(START_RECORDING),
@@ -344,6 +388,7 @@ async fn next_signal(events: &mut ConsoleEvents) -> Result<&'static str> {
 /// Waits until the page logs `signal` (LiveKit's console contract: `START_RECORDING`).
 pub async fn wait_console(events: &mut ConsoleEvents, signal: &str) -> Result<()> {
     while let Some(ev) = events.next().await {
+        log_console(&ev);
         if ev.args.iter().any(|a| a.value.as_ref().and_then(|v| v.as_str()) == Some(signal)) {
             return Ok(());
         }
@@ -355,6 +400,13 @@ pub async fn wait_console(events: &mut ConsoleEvents, signal: &str) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_lines_mask_tokens() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        assert_eq!(mask_jwts(&format!("join failed: url=ws://x?token={jwt}&a=1")), "join failed: url=ws://x?token=[token]&a=1");
+        assert_eq!(mask_jwts("eyJ alone and eyJabc.d"), "eyJ alone and eyJabc.d");
+    }
 
     #[test]
     fn layout_script_quotes_the_layout() {

@@ -116,14 +116,14 @@ struct Publishers {
 }
 
 impl Publishers {
-    fn start(server: &Server, sfu: &Sfu) -> Self {
+    fn start(server: &Server, sfu: &Sfu, publishers: &[Publisher]) -> Self {
         let cfg = json!({
             "templates": format!("{}/templates", server.url),
             "sfu": if matches!(sfu, Sfu::Janus(_)) { "janus" } else { "livekit" },
             "url": sfu.url(),
             "room": sfu.room(),
             "exclude": sfu.hosts(),
-            "publishers": PUBLISHERS.iter().map(|p| sfu.publisher(p)).collect::<Vec<_>>(),
+            "publishers": publishers.iter().map(|p| sfu.publisher(p)).collect::<Vec<_>>(),
         });
         let mut child = Command::new("node")
             .arg(repo().join("tests/node/publishers.mjs"))
@@ -274,7 +274,7 @@ async fn livekit_room_composite_to_llhls() {
 
 async fn room_composite(sfu: Sfu) {
     let server = Server::start_with_config(&sfu.config()).await;
-    let mut publishers = Publishers::start(&server, &sfu);
+    let mut publishers = Publishers::start(&server, &sfu, &PUBLISHERS);
     for _ in PUBLISHERS.iter() {
         publishers.expect("published", 60 * S).await;
     }
@@ -341,6 +341,51 @@ async fn room_composite(sfu: Sfu) {
     assert!(playlist.trim_end().ends_with("#EXT-X-ENDLIST"), "{playlist}");
     // The layout changes were live: one continuous recording, no gap or discontinuity.
     assert!(!playlist.contains("#EXT-X-DISCONTINUITY") && !playlist.contains("#EXT-X-GAP"), "{playlist}");
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// Issue 16 (3): a customer's template, written as LiveKit's docs have one written
+/// (`@livekit/egress-sdk` + livekit-client, tests/customer/), runs unchanged as
+/// `custom_base_url` in a real LiveKit room: its START_RECORDING starts the egress, a layout
+/// change reaches it through the recorder's metadata (the SDK's `onLayoutChanged`), and its
+/// END_RECORDING (the SDK's, on the room's end) completes the egress.
+#[tokio::test(flavor = "multi_thread")]
+async fn livekit_customer_template() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sfu = Sfu::LiveKit(LiveKit::start(dir.path()));
+    let server = Server::start_with_config(&sfu.config()).await;
+    let two = &PUBLISHERS[..2];
+    let mut publishers = Publishers::start(&server, &sfu, two);
+    for _ in two {
+        publishers.expect("published", 60 * S).await;
+    }
+    let template = server.page("customer/index.html");
+    let (code, info) = server
+        .twirp(
+            "StartRoomCompositeEgress",
+            json!({"room_name": LK_ROOM, "layout": "grid", "custom_base_url": template, "segment_outputs": [{}]}),
+        )
+        .await;
+    assert_eq!(code, 200, "{info}");
+    let id = info["egressId"].as_str().unwrap().to_string();
+    server.wait_status(&id, "EGRESS_ACTIVE", 40 * S).await;
+    server.wait_segments(&id, 2, 20 * S).await;
+
+    // Its grid: the two cameras side by side, each about half of the picture.
+    let grid = wait_picture(&server, &id, "two cameras side by side", 20 * S, |s| s[0] > 0.35 && s[1] > 0.35).await;
+    eprintln!("customer grid shares {grid:?}");
+    // Its "speaker": the first participant (Green sorts before Red) alone.
+    let (code, updated) = server.twirp("UpdateLayout", json!({"egress_id": id, "layout": "speaker"})).await;
+    assert_eq!(code, 200, "{updated}");
+    let speaker = wait_picture(&server, &id, "the customer's speaker layout", 15 * S, |s| s[1] > 0.9 && s[0] < 0.002).await;
+    eprintln!("customer speaker shares {speaker:?}");
+    assert_eq!(server.info(&id).await["status"], "EGRESS_ACTIVE", "no restart for a layout change");
+
+    drop(publishers);
+    let _server_until_the_end = sfu.end_room().await;
+    let done = server.wait_status(&id, "EGRESS_COMPLETE", 30 * S).await;
+    assert_eq!(done["details"], "Source closed", "{done}");
     server.assert_no_leftovers(10 * S).await;
 }
 
