@@ -19,6 +19,7 @@ pub mod origin;
 pub mod output;
 pub mod pipeline;
 pub mod proc;
+pub mod psrpc;
 pub mod server;
 pub mod spec;
 pub mod worker;

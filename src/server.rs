@@ -30,6 +30,15 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
     let metrics = Metrics::new();
     let jobs = JobManager::new(Arc::clone(&cfg), Arc::clone(&streams), Arc::clone(&metrics));
     jobs.start_pool();
+    // Behind livekit-server: its egress requests arrive over psrpc on Redis.
+    let worker = match cfg.redis.url() {
+        Some(url) => Some(
+            api::egress_worker::EgressWorker::start(&url, &cfg.cluster_id, Arc::clone(&jobs))
+                .await
+                .with_context(|| format!("serving livekit-server over Redis at {}", cfg.redis.address.as_deref().unwrap_or_default()))?,
+        ),
+        None => None,
+    };
     let app = api::router(ApiState { auth: Arc::new(Auth::new(&key, &secret)), jobs: Arc::clone(&jobs) })
         .merge(origin::router(OriginState { output_dir: cfg.output_dir.clone(), streams }, &cfg.templates_dir))
         .route("/metrics", get(move || async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }));
@@ -39,7 +48,14 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
     eprintln!("roomcast: listening on http://{addr}");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("http server")?;
     info!("shutting down: stopping egresses");
+    if let Some(w) = &worker {
+        w.stop_accepting().await;
+    }
     jobs.shutdown().await;
+    // The final EgressInfo of each stopped egress still goes to livekit-server.
+    if worker.is_some() {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
     info!("bye");
     Ok(())
 }

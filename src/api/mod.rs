@@ -2,6 +2,7 @@
 //! SDKs work against roomcast unchanged. Message types come from `livekit-protocol`.
 
 pub mod auth;
+pub mod egress_worker;
 pub mod twirp;
 
 use std::sync::Arc;
@@ -32,15 +33,7 @@ pub fn router(state: ApiState) -> Router {
 
 impl From<JobError> for TwirpError {
     fn from(e: JobError) -> Self {
-        let code = match &e {
-            JobError::InvalidArgument(_) => "invalid_argument",
-            JobError::Unimplemented(_) => "unimplemented",
-            JobError::NotFound(_) => "not_found",
-            JobError::FailedPrecondition(_) => "failed_precondition",
-            JobError::Unavailable(_) => "unavailable",
-            JobError::Internal(_) => "internal",
-        };
-        TwirpError::new(code, e.to_string())
+        TwirpError::new(e.code(), e.to_string())
     }
 }
 

@@ -47,6 +47,11 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub room: RoomConfig,
     pub stream: StreamConfig,
+    /// Serve livekit-server as its egress worker over psrpc on this Redis (docs/psrpc.md).
+    pub redis: RedisConfig,
+    /// The psrpc topic this worker takes StartEgress requests on; empty (the default) is what
+    /// open-source livekit-server sends to.
+    pub cluster_id: String,
 }
 
 impl Default for Config {
@@ -69,6 +74,8 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             room: RoomConfig::default(),
             stream: StreamConfig::default(),
+            redis: RedisConfig::default(),
+            cluster_id: String::new(),
         }
     }
 }

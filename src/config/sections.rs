@@ -6,6 +6,31 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+/// The Redis that livekit-server dispatches egress requests over (psrpc). Without an address
+/// roomcast runs standalone: only its own Twirp API starts egresses. Names as livekit/egress's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `host:port`.
+    pub address: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: i64,
+}
+
+impl RedisConfig {
+    /// The redis-rs connection URL (it carries the password: never log it).
+    pub fn url(&self) -> Option<String> {
+        let address = self.address.as_deref()?;
+        let auth = match (&self.username, &self.password) {
+            (Some(u), Some(p)) => format!("{u}:{p}@"),
+            (None, Some(p)) => format!(":{p}@"),
+            _ => String::new(),
+        };
+        Some(format!("redis://{auth}{address}/{}", self.db))
+    }
+}
+
 /// Stream outputs' (RTMP/SRT) reconnection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

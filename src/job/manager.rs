@@ -67,8 +67,17 @@ impl JobManager {
 
     /// Starts a web egress; `capture` overrides the configured capture backend for this one.
     pub fn start_web(&self, req: proto::WebEgressRequest, capture: Option<CaptureBackend>) -> Result<proto::EgressInfo, JobError> {
-        let id = new_egress_id();
-        let spec = JobSpec::from_web_request(&id, &req, &self.config_for(capture))?;
+        self.start_web_as(&new_egress_id(), req, capture)
+    }
+
+    /// A web egress under an id given by the caller (livekit-server assigns them).
+    pub fn start_web_as(
+        &self,
+        id: &str,
+        req: proto::WebEgressRequest,
+        capture: Option<CaptureBackend>,
+    ) -> Result<proto::EgressInfo, JobError> {
+        let spec = JobSpec::from_web_request(id, &req, &self.config_for(capture))?;
         self.start(spec, proto::egress_info::Request::Web(req))
     }
 
@@ -78,8 +87,17 @@ impl JobManager {
         req: proto::RoomCompositeEgressRequest,
         capture: Option<CaptureBackend>,
     ) -> Result<proto::EgressInfo, JobError> {
-        let id = new_egress_id();
-        let spec = JobSpec::from_room_request(&id, &req, &self.config_for(capture))?;
+        self.start_room_as(&new_egress_id(), req, capture)
+    }
+
+    /// A room composite under an id given by the caller (livekit-server assigns them).
+    pub fn start_room_as(
+        &self,
+        id: &str,
+        req: proto::RoomCompositeEgressRequest,
+        capture: Option<CaptureBackend>,
+    ) -> Result<proto::EgressInfo, JobError> {
+        let spec = JobSpec::from_room_request(id, &req, &self.config_for(capture))?;
         self.start(spec, proto::egress_info::Request::RoomComposite(req))
     }
 
@@ -100,6 +118,9 @@ impl JobManager {
         let info = state.info().clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let mut jobs = self.registry.lock();
+        if jobs.map.contains_key(&id) {
+            return Err(JobError::AlreadyExists(format!("egress {id} already exists")));
+        }
         let live = jobs.live();
         if live >= self.cfg.max_concurrent {
             return Err(JobError::Unavailable(format!("at capacity: {live} egresses running on this node")));
@@ -181,6 +202,16 @@ impl JobManager {
 
     pub fn list(&self, req: &proto::ListEgressRequest) -> Vec<proto::EgressInfo> {
         self.registry.list(req)
+    }
+
+    /// One egress's current EgressInfo.
+    pub fn info(&self, egress_id: &str) -> Option<proto::EgressInfo> {
+        self.registry.lock().map.get(egress_id).map(|e| e.state.info().clone())
+    }
+
+    /// Egresses starting, active or ending, and how many may run at once.
+    pub fn load(&self) -> (usize, usize) {
+        (self.registry.lock().live(), self.cfg.max_concurrent)
     }
 
     pub fn stop(&self, egress_id: &str) -> Result<proto::EgressInfo, JobError> {

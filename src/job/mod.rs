@@ -27,8 +27,26 @@ pub enum JobError {
     FailedPrecondition(String),
     #[error("{0}")]
     Unavailable(String),
+    /// An egress id this node already has (a retried StartEgress from livekit-server).
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error("{0}")]
     Internal(String),
+}
+
+impl JobError {
+    /// The Twirp/psrpc code (both use the same lowercase names).
+    pub fn code(&self) -> &'static str {
+        match self {
+            JobError::InvalidArgument(_) => "invalid_argument",
+            JobError::Unimplemented(_) => "unimplemented",
+            JobError::NotFound(_) => "not_found",
+            JobError::FailedPrecondition(_) => "failed_precondition",
+            JobError::Unavailable(_) => "unavailable",
+            JobError::AlreadyExists(_) => "already_exists",
+            JobError::Internal(_) => "internal",
+        }
+    }
 }
 
 impl From<SpecError> for JobError {

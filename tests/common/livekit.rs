@@ -51,7 +51,22 @@ impl LiveKit {
         let ip = netns.ns_ip.clone();
         let redis = with_redis.then(|| {
             let child = Command::new("ip")
-                .args(["netns", "exec", &netns.name, "redis-server", "--bind", &ip, "--port", "6379", "--save", "", "--appendonly", "no"])
+                .args([
+                    "netns",
+                    "exec",
+                    &netns.name,
+                    "redis-server",
+                    "--bind",
+                    &ip,
+                    "--port",
+                    "6379",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "no",
+                ])
                 .stdin(Stdio::null())
                 .stdout(std::fs::File::create(dir.join("redis.log")).unwrap())
                 .stderr(Stdio::inherit())

@@ -1,0 +1,228 @@
+//! roomcast as an egress worker behind livekit-server: with `redis.address` set, it serves
+//! psrpc as livekit/egress does. EgressInternal.StartEgress (claimed with this node's free
+//! capacity as affinity) and ListActiveEgress; EgressHandler.StopEgress/UpdateStream on the
+//! egress's id as topic, subscribed before StartEgress is answered and dropped when the egress
+//! ends; and every EgressInfo change reported to livekit-server's IOInfo (CreateEgress before
+//! the answer, then UpdateEgress), which stores it, answers ListEgress and sends webhooks.
+//! docs/psrpc.md has the protocol.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use futures::FutureExt;
+use livekit_protocol as proto;
+use prost::Message;
+use tracing::{info, warn};
+
+use crate::job::manager::JobManager;
+use crate::job::JobError;
+use crate::psrpc::bus::Bus;
+use crate::psrpc::client::Client;
+use crate::psrpc::rpc::{self, Source, EGRESS_HANDLER, EGRESS_INTERNAL, IO_INFO};
+use crate::psrpc::server::{self, Affinity, Handler, Method, Registration, Routing};
+use crate::psrpc::{wire, RpcError};
+
+/// livekit/egress's IOInfo timeouts: CreateEgress 15 s, UpdateEgress 30 s.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(15);
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an egress's EgressInfo is compared with what livekit-server last got.
+const REPORT_EVERY: Duration = Duration::from_millis(250);
+
+pub struct EgressWorker {
+    jobs: Arc<JobManager>,
+    bus: Arc<Bus>,
+    io: Arc<Client>,
+    server_id: String,
+    registrations: tokio::sync::Mutex<Vec<Registration>>,
+    /// Each running egress's EgressHandler registrations.
+    handlers: Mutex<HashMap<String, Vec<Registration>>>,
+}
+
+impl From<JobError> for RpcError {
+    fn from(e: JobError) -> Self {
+        RpcError::new(e.code(), e.to_string())
+    }
+}
+
+fn malformed(e: prost::DecodeError) -> RpcError {
+    RpcError::new("malformed_request", e.to_string())
+}
+
+impl EgressWorker {
+    /// Connects to Redis and registers the worker's methods; `redis_url` may hold a password.
+    pub async fn start(redis_url: &str, cluster_id: &str, jobs: Arc<JobManager>) -> Result<Arc<Self>> {
+        let bus = Bus::connect(redis_url).await?;
+        let io = Client::new(&bus, IO_INFO).await?;
+        let worker = Arc::new(EgressWorker {
+            jobs,
+            bus,
+            io,
+            server_id: wire::new_id("SRV_"),
+            registrations: Default::default(),
+            handlers: Mutex::default(),
+        });
+        let w = Arc::clone(&worker);
+        let start: Handler = Arc::new(move |raw| {
+            let w = Arc::clone(&w);
+            async move { w.start_egress(raw).await }.boxed()
+        });
+        let jobs = Arc::clone(&worker.jobs);
+        let affinity: Affinity = Arc::new(move |_raw| {
+            // The share of this node's slots that is free; a full node does not claim.
+            let (live, max) = jobs.load();
+            if live >= max {
+                -1.0
+            } else {
+                (max - live) as f32 / max as f32
+            }
+        });
+        let jobs = Arc::clone(&worker.jobs);
+        let list: Handler = Arc::new(move |_raw| {
+            let ids =
+                jobs.list(&proto::ListEgressRequest { active: true, ..Default::default() }).into_iter().map(|i| i.egress_id).collect();
+            async move { Ok(rpc::ListActiveEgressResponse { egress_ids: ids }.encode_to_vec()) }.boxed()
+        });
+        let regs = vec![
+            server::register(
+                &worker.bus,
+                &worker.server_id,
+                Method {
+                    service: EGRESS_INTERNAL,
+                    method: "StartEgress",
+                    topic: cluster_id.to_string(),
+                    routing: Routing::Affinity,
+                    affinity: Some(affinity),
+                    handler: start,
+                },
+            )
+            .await?,
+            server::register(
+                &worker.bus,
+                &worker.server_id,
+                Method {
+                    service: EGRESS_INTERNAL,
+                    method: "ListActiveEgress",
+                    topic: String::new(),
+                    routing: Routing::Multi,
+                    affinity: None,
+                    handler: list,
+                },
+            )
+            .await?,
+        ];
+        *worker.registrations.lock().await = regs;
+        info!(server_id = %worker.server_id, cluster_id, "egress worker: serving livekit-server over psrpc");
+        Ok(worker)
+    }
+
+    /// Takes no new egresses (running ones keep their handlers until they end).
+    pub async fn stop_accepting(&self) {
+        for r in self.registrations.lock().await.drain(..) {
+            r.stop().await;
+        }
+    }
+
+    async fn start_egress(self: Arc<Self>, raw: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+        let req = rpc::StartEgressRequest::decode(raw.as_slice()).map_err(malformed)?;
+        let id = req.egress_id.clone();
+        if id.is_empty() {
+            return Err(RpcError::new("invalid_argument", "StartEgress without an egress_id"));
+        }
+        // A retry of a request already taken arrives with a new request id: same egress id.
+        if self.jobs.info(&id).is_some() {
+            return Err(JobError::AlreadyExists(format!("egress {id} already exists")).into());
+        }
+        let start = match req.request {
+            Some(Source::RoomComposite(r)) => self.jobs.start_room_as(&id, r, None),
+            Some(Source::Web(r)) => self.jobs.start_web_as(&id, r, None),
+            Some(Source::Egress(_)) => Err(JobError::Unimplemented("StartEgress (v2 request) is not served by roomcast yet".into())),
+            Some(Source::Participant(_)) | Some(Source::TrackComposite(_)) | Some(Source::Track(_)) => {
+                Err(JobError::Unimplemented("participant and track egress are not served by roomcast".into()))
+            }
+            None => Err(JobError::InvalidArgument("StartEgress without a request".into())),
+        };
+        let mut info = start?;
+        info.room_id = req.room_id.clone();
+        // StopEgress and UpdateStream may follow the answer at once: subscribed before it.
+        match self.register_handlers(&id).await {
+            Ok(regs) => {
+                if let Ok(mut h) = self.handlers.lock() {
+                    h.insert(id.clone(), regs);
+                }
+            }
+            Err(e) => {
+                let _ = self.jobs.stop(&id);
+                return Err(RpcError::new("internal", format!("registering the egress's handlers: {e:#}")));
+            }
+        }
+        if let Err(e) = self.io.call("CreateEgress", info.encode_to_vec(), CREATE_TIMEOUT).await {
+            warn!(egress_id = %id, "IOInfo.CreateEgress failed, stopping the egress: {e}");
+            let _ = self.jobs.stop(&id);
+            self.drop_handlers(&id).await;
+            return Err(e);
+        }
+        tokio::spawn(Arc::clone(&self).report(id.clone(), req.room_id, info.clone()));
+        info!(egress_id = %id, "egress started for livekit-server");
+        Ok(info.encode_to_vec())
+    }
+
+    async fn register_handlers(self: &Arc<Self>, id: &str) -> Result<Vec<Registration>> {
+        let jobs = Arc::clone(&self.jobs);
+        let stop: Handler = Arc::new(move |raw| {
+            let jobs = Arc::clone(&jobs);
+            async move {
+                let req = proto::StopEgressRequest::decode(raw.as_slice()).map_err(malformed)?;
+                Ok(jobs.stop(&req.egress_id)?.encode_to_vec())
+            }
+            .boxed()
+        });
+        let jobs = Arc::clone(&self.jobs);
+        let update: Handler = Arc::new(move |raw| {
+            let jobs = Arc::clone(&jobs);
+            async move {
+                let req = proto::UpdateStreamRequest::decode(raw.as_slice()).map_err(malformed)?;
+                Ok(jobs.update_stream(&req)?.encode_to_vec())
+            }
+            .boxed()
+        });
+        let mut regs = Vec::new();
+        for (method, handler) in [("StopEgress", stop), ("UpdateStream", update)] {
+            let m = Method { service: EGRESS_HANDLER, method, topic: id.to_string(), routing: Routing::Queue, affinity: None, handler };
+            regs.push(server::register(&self.bus, &self.server_id, m).await?);
+        }
+        Ok(regs)
+    }
+
+    async fn drop_handlers(&self, id: &str) {
+        let regs = self.handlers.lock().ok().and_then(|mut h| h.remove(id)).unwrap_or_default();
+        for r in regs {
+            r.stop().await;
+        }
+    }
+
+    /// Sends livekit-server every change of the egress's EgressInfo (the newest only, if
+    /// several happen during one call) until it has the final one.
+    async fn report(self: Arc<Self>, id: String, room_id: String, mut sent: proto::EgressInfo) {
+        loop {
+            tokio::time::sleep(REPORT_EVERY).await;
+            let Some(mut info) = self.jobs.info(&id) else { break };
+            info.room_id = room_id.clone();
+            if info == sent {
+                continue;
+            }
+            match self.io.call("UpdateEgress", info.encode_to_vec(), UPDATE_TIMEOUT).await {
+                Ok(_) => sent = info,
+                Err(e) => {
+                    warn!(egress_id = %id, "IOInfo.UpdateEgress failed (retrying): {e}");
+                    continue;
+                }
+            }
+            if sent.ended_at != 0 {
+                break;
+            }
+        }
+        self.drop_handlers(&id).await;
+    }
+}

@@ -1,0 +1,62 @@
+//! roomcast as the egress worker of a real livekit-server (issue 16, item 4): livekit-server and
+//! its Redis run in a network namespace (tests/common/livekit.rs); roomcast serves psrpc on
+//! that Redis; LiveKit's Node SDK talks only to livekit-server. Nothing here is a mock.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::livekit::LiveKit;
+use common::*;
+use serde_json::Value;
+
+const S: Duration = Duration::from_secs(1);
+
+fn worker_config(lk: &LiveKit) -> String {
+    format!(
+        "redis:\n  address: {}\nroom:\n  sfu: livekit\n  url: {}\n  api_key: {}\n  api_secret: {}\n",
+        lk.redis_address.as_deref().unwrap(),
+        lk.url,
+        lk.key,
+        lk.secret
+    )
+}
+
+/// A web egress started, listed and stopped through livekit-server with the official Node SDK
+/// runs on roomcast: livekit-server's answers (STARTING, then ACTIVE with segments, then
+/// COMPLETE) are what roomcast reported over IOInfo, and its live playlist is roomcast's.
+#[tokio::test(flavor = "multi_thread")]
+async fn livekit_server_dispatches_web_egress_to_roomcast() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lk = LiveKit::start_with_redis(dir.path());
+    let server = Server::start_with_config(&worker_config(&lk)).await;
+    let page = server.page("demo/static.html");
+    let out = Command::new("node")
+        .arg(repo().join("tests/node/lk_dispatch.mjs"))
+        .args([&lk.http_url, &lk.key, &lk.secret, &page])
+        .current_dir(repo().join("tests/node"))
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "lk_dispatch.mjs failed:\n{stdout}\n{}\n--- livekit-server log (tail) ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        tail(&lk.log, 40)
+    );
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("one JSON line");
+    eprintln!("dispatch through livekit-server: {result}");
+    let id = result["egressId"].as_str().unwrap();
+    // roomcast's own API agrees: the egress ran here and completed.
+    let ended = server.wait_ended(id, 10 * S).await;
+    assert_eq!(ended["status"], "EGRESS_COMPLETE", "{ended}");
+    server.assert_no_leftovers(10 * S).await;
+}
+
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
