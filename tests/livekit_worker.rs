@@ -55,6 +55,44 @@ async fn livekit_server_dispatches_web_egress_to_roomcast() {
     server.assert_no_leftovers(10 * S).await;
 }
 
+/// A room composite started through livekit-server runs on roomcast; UpdateLayout through
+/// livekit-server lands on roomcast's recorder (identity = egress id) as metadata; deleting the
+/// room completes the egress; livekit-server's own webhooks egress_started, egress_updated and
+/// egress_ended carry roomcast's EgressInfo and verify with the SDK's WebhookReceiver.
+#[tokio::test(flavor = "multi_thread")]
+async fn livekit_server_room_composite_and_webhooks() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let lk = LiveKit::start_with_webhooks(dir.path(), port);
+    let server = Server::start_with_config(&worker_config(&lk)).await;
+    let out = Command::new("node")
+        .arg(repo().join("tests/node/lk_room.mjs"))
+        .args([&lk.http_url, &lk.key, &lk.secret, "rc-dispatch", &lk.netns.host_ip, &port.to_string()])
+        .current_dir(repo().join("tests/node"))
+        .env("TMPDIR", server.tmp.path())
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "lk_room.mjs failed:\n{stdout}\n{}\n--- livekit-server log (tail) ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        tail(&lk.log, 40)
+    );
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("one JSON line");
+    eprintln!("room composite through livekit-server: {result}");
+    let events: Vec<&str> = result["events"].as_array().unwrap().iter().filter_map(|e| e.as_str()).collect();
+    for wanted in ["egress_started", "egress_updated", "egress_ended"] {
+        assert!(events.contains(&wanted), "no {wanted} webhook: {events:?}");
+    }
+    let id = result["egressId"].as_str().unwrap();
+    let ended = server.wait_ended(id, 10 * S).await;
+    assert_eq!(ended["status"], "EGRESS_COMPLETE", "{ended}");
+    assert_eq!(ended["details"], "Source closed", "{ended}");
+    server.assert_no_leftovers(10 * S).await;
+}
+
 fn tail(path: &std::path::Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();

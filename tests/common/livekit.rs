@@ -36,15 +36,20 @@ pub struct LiveKit {
 impl LiveKit {
     /// A single node (no Redis): rooms and signalling only.
     pub fn start(dir: &Path) -> Self {
-        Self::start_inner(dir, false)
+        Self::start_inner(dir, false, None)
     }
 
     /// With a Redis, as livekit-server runs when egress workers serve it over psrpc.
     pub fn start_with_redis(dir: &Path) -> Self {
-        Self::start_inner(dir, true)
+        Self::start_inner(dir, true, None)
     }
 
-    fn start_inner(dir: &Path, with_redis: bool) -> Self {
+    /// With a Redis and webhooks to `http://<host side of the veth>:<port>/`.
+    pub fn start_with_webhooks(dir: &Path, port: u16) -> Self {
+        Self::start_inner(dir, true, Some(port))
+    }
+
+    fn start_inner(dir: &Path, with_redis: bool, webhook_port: Option<u16>) -> Self {
         let bin = binary();
         assert!(bin.exists(), "{} is missing: run scripts/install-deps.sh (it builds livekit-server from its Go module)", bin.display());
         let netns = Netns::create();
@@ -76,11 +81,15 @@ impl LiveKit {
             child
         });
         let redis_yaml = if with_redis { format!("redis:\n  address: {ip}:6379\n") } else { String::new() };
+        let webhook_yaml = match webhook_port {
+            Some(port) => format!("webhook:\n  api_key: {LK_KEY}\n  urls: [\"http://{}:{port}/\"]\n", netns.host_ip),
+            None => String::new(),
+        };
         let config = dir.join("livekit.yaml");
         std::fs::write(
             &config,
             format!(
-                "port: 7880\nbind_addresses: [\"{ip}\"]\n{redis_yaml}rtc:\n  tcp_port: 7881\n  port_range_start: 50000\n  port_range_end: 50400\n  use_external_ip: false\n  node_ip: {ip}\n  interfaces:\n    includes: [\"{iface}\"]\nkeys:\n  {LK_KEY}: {LK_SECRET}\nlogging:\n  level: info\n",
+                "port: 7880\nbind_addresses: [\"{ip}\"]\n{redis_yaml}rtc:\n  tcp_port: 7881\n  port_range_start: 50000\n  port_range_end: 50400\n  use_external_ip: false\n  node_ip: {ip}\n  interfaces:\n    includes: [\"{iface}\"]\nkeys:\n  {LK_KEY}: {LK_SECRET}\n{webhook_yaml}logging:\n  level: info\n",
                 iface = netns.ns_if,
             ),
         )
