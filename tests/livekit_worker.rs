@@ -93,6 +93,94 @@ async fn livekit_server_room_composite_and_webhooks() {
     server.assert_no_leftovers(10 * S).await;
 }
 
+/// One call through livekit-server with the Node SDK (tests/node/lk_call.mjs).
+fn lk_call(lk: &LiveKit, args: &[&str]) -> Value {
+    let out = Command::new("node")
+        .arg(repo().join("tests/node/lk_call.mjs"))
+        .args([&lk.http_url, &lk.key, &lk.secret])
+        .args(args)
+        .current_dir(repo().join("tests/node"))
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("lk_call {args:?}: {e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Which of the workers runs `id` (its own ListEgress knows it).
+async fn runner(workers: &[&Server], id: &str) -> Option<usize> {
+    for (i, w) in workers.iter().enumerate() {
+        let (code, list) = w.twirp("ListEgress", serde_json::json!({"egress_id": id})).await;
+        if code == 200 && list["items"].as_array().is_some_and(|a| !a.is_empty()) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Two roomcast workers on one Redis, one slot each (`max_concurrent: 1`): two egresses started
+/// through livekit-server land one on each (a full worker makes no claim); a third finds no
+/// worker and livekit-server answers with an error; once a slot is free again, a room created
+/// with `egress.room` (auto egress) is recorded by the worker that has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_capacity_and_auto_egress() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lk = LiveKit::start_with_redis(dir.path());
+    let cfg = format!("{}max_concurrent: 1\n", worker_config(&lk));
+    let a = Server::start_with_config(&cfg).await;
+    let b = Server::start_with_config(&cfg).await;
+    let page = a.page("demo/static.html");
+
+    let first = lk_call(&lk, &["startWeb", &page]);
+    let id1 = first["egressId"].as_str().unwrap_or_else(|| panic!("{first}")).to_string();
+    let second = lk_call(&lk, &["startWeb", &page]);
+    let id2 = second["egressId"].as_str().unwrap_or_else(|| panic!("{second}")).to_string();
+    let (r1, r2) = (runner(&[&a, &b], &id1).await, runner(&[&a, &b], &id2).await);
+    eprintln!("{id1} on worker {r1:?}, {id2} on worker {r2:?}");
+    assert!(r1.is_some() && r2.is_some() && r1 != r2, "one egress per worker: {r1:?} {r2:?}");
+
+    let third = lk_call(&lk, &["startWeb", &page]);
+    eprintln!("a third egress with both workers full: {third}");
+    // livekit-server retries a StartEgress nobody claims (unavailable) with backoff, past the
+    // SDK's own request timeout, so the SDK reports either livekit-server's error or its timeout.
+    assert!(third["error"].is_string(), "no worker may take a third egress: {third}");
+    // Let those retries run out before a slot frees up, so the third request cannot land late.
+    tokio::time::sleep(15 * S).await;
+
+    // Free worker r1's slot, then let livekit-server start an egress on its own.
+    let stopped = lk_call(&lk, &["stop", &id1]);
+    assert_eq!(stopped["egressId"], id1.as_str(), "{stopped}");
+    let free = if r1 == Some(0) { &a } else { &b };
+    free.wait_ended(&id1, 30 * S).await;
+    let room = lk_call(&lk, &["autoRoom", "rc-auto"]);
+    assert_eq!(room["name"], "rc-auto", "{room}");
+    let deadline = std::time::Instant::now() + 30 * S;
+    let auto_id = loop {
+        let listed = lk_call(&lk, &["list", "rc-auto"]);
+        if let Some(id) = listed.as_array().and_then(|l| l.first()).and_then(|i| i["egressId"].as_str()) {
+            break id.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no auto egress for rc-auto: {listed}");
+        tokio::time::sleep(S / 2).await;
+    };
+    assert_eq!(runner(&[&a, &b], &auto_id).await, r1, "the auto egress runs on the worker with a free slot");
+    free.wait_status(&auto_id, "EGRESS_ACTIVE", 30 * S).await;
+    // livekit-server knows exactly these three: the third request never ran anywhere.
+    let all = lk_call(&lk, &["list"]);
+    let mut ids: Vec<&str> = all.as_array().unwrap().iter().filter_map(|i| i["egressId"].as_str()).collect();
+    ids.sort();
+    let mut want = vec![id1.as_str(), id2.as_str(), auto_id.as_str()];
+    want.sort();
+    assert_eq!(ids, want, "{all}");
+    for id in [&auto_id, &id2] {
+        lk_call(&lk, &["stop", id]);
+    }
+    for w in [&a, &b] {
+        w.assert_no_leftovers(30 * S).await;
+    }
+}
+
 fn tail(path: &std::path::Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
