@@ -33,20 +33,7 @@ async fn livekit_server_dispatches_web_egress_to_roomcast() {
     let lk = LiveKit::start_with_redis(dir.path());
     let server = Server::start_with_config(&worker_config(&lk)).await;
     let page = server.page("demo/static.html");
-    let out = Command::new("node")
-        .arg(repo().join("tests/node/lk_dispatch.mjs"))
-        .args([&lk.http_url, &lk.key, &lk.secret, &page])
-        .current_dir(repo().join("tests/node"))
-        .output()
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "lk_dispatch.mjs failed:\n{stdout}\n{}\n--- livekit-server log (tail) ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        tail(&lk.log, 40)
-    );
-    let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("one JSON line");
+    let result = node_json(&lk, "lk_dispatch.mjs", &[&page]);
     eprintln!("dispatch through livekit-server: {result}");
     let id = result["egressId"].as_str().unwrap();
     // roomcast's own API agrees: the egress ran here and completed.
@@ -66,21 +53,7 @@ async fn livekit_server_room_composite_and_webhooks() {
     let port = free_port();
     let lk = LiveKit::start_with_webhooks(dir.path(), port);
     let server = Server::start_with_config(&worker_config(&lk)).await;
-    let out = Command::new("node")
-        .arg(repo().join("tests/node/lk_room.mjs"))
-        .args([&lk.http_url, &lk.key, &lk.secret, "rc-dispatch", &lk.netns.host_ip, &port.to_string()])
-        .current_dir(repo().join("tests/node"))
-        .env("TMPDIR", server.tmp.path())
-        .output()
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "lk_room.mjs failed:\n{stdout}\n{}\n--- livekit-server log (tail) ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        tail(&lk.log, 40)
-    );
-    let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("one JSON line");
+    let result = node_json(&lk, "lk_room.mjs", &["rc-dispatch", &lk.netns.host_ip, &port.to_string()]);
     eprintln!("room composite through livekit-server: {result}");
     let events: Vec<&str> = result["events"].as_array().unwrap().iter().filter_map(|e| e.as_str()).collect();
     for wanted in ["egress_started", "egress_updated", "egress_ended"] {
@@ -93,18 +66,30 @@ async fn livekit_server_room_composite_and_webhooks() {
     server.assert_no_leftovers(10 * S).await;
 }
 
-/// One call through livekit-server with the Node SDK (tests/node/lk_call.mjs).
-fn lk_call(lk: &LiveKit, args: &[&str]) -> Value {
+/// Runs a Node SDK script of tests/node/ against livekit-server (its URL and keys first, then
+/// `args`); it must succeed, and its last stdout line is its answer, as JSON.
+fn node_json(lk: &LiveKit, script: &str, args: &[&str]) -> Value {
     let out = Command::new("node")
-        .arg(repo().join("tests/node/lk_call.mjs"))
+        .arg(repo().join("tests/node").join(script))
         .args([&lk.http_url, &lk.key, &lk.secret])
         .args(args)
         .current_dir(repo().join("tests/node"))
         .output()
         .expect("node");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{stdout}\n{}\n--- livekit-server log (tail) ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        tail(&lk.log, 40)
+    );
     serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("lk_call {args:?}: {e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)))
+        .unwrap_or_else(|e| panic!("{script} {args:?}: {e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// One call through livekit-server with the Node SDK (tests/node/lk_call.mjs).
+fn lk_call(lk: &LiveKit, args: &[&str]) -> Value {
+    node_json(lk, "lk_call.mjs", args)
 }
 
 /// Which of the workers runs `id` (its own ListEgress knows it).

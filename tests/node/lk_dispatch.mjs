@@ -4,22 +4,13 @@
 // Usage: node lk_dispatch.mjs <livekit-http-url> <api-key> <api-secret> <page-url>
 // Prints one JSON line: {egressId, dispatchMs (start call → ACTIVE seen through livekit-server)}.
 import assert from 'node:assert/strict';
+import { waitForEgress } from './lk_wait.mjs';
 import { EgressClient, EgressStatus, SegmentedFileOutput } from 'livekit-server-sdk';
 
 const [host, key, secret, pageUrl] = process.argv.slice(2);
 const client = new EgressClient(host, key, secret);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(id, pred, what, seconds) {
-  const end = Date.now() + seconds * 1000;
-  for (;;) {
-    const [info] = await client.listEgress({ egressId: id });
-    if (info && pred(info)) return info;
-    if (info) assert.notEqual(info.status, EgressStatus.EGRESS_FAILED, `egress failed: ${info.error}`);
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last ${info ? EgressStatus[info.status] : 'not listed'}`);
-    await sleep(100);
-  }
-}
+const waitFor = (id, pred, what, seconds) => waitForEgress(client, id, pred, what, { seconds });
 
 const t0 = Date.now();
 const started = await client.startWebEgress(pageUrl, {

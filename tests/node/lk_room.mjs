@@ -5,6 +5,7 @@
 // Prints one JSON line: {egressId, dispatchMs, events: [event names for this egress, in order]}.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
+import { waitForEgress } from './lk_wait.mjs';
 import { EgressClient, EgressStatus, RoomServiceClient, SegmentedFileOutput, WebhookReceiver } from 'livekit-server-sdk';
 
 const [host, key, secret, room, hookHost, hookPort] = process.argv.slice(2);
@@ -30,16 +31,7 @@ const hooks = createServer((req, res) => {
 });
 await new Promise((r) => hooks.listen(Number(hookPort), hookHost, r));
 
-async function waitFor(id, pred, what, seconds) {
-  const end = Date.now() + seconds * 1000;
-  for (;;) {
-    const [info] = await egress.listEgress({ egressId: id });
-    if (info && pred(info)) return info;
-    if (info) assert.notEqual(info.status, EgressStatus.EGRESS_FAILED, `egress failed: ${info.error}`);
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last ${info ? EgressStatus[info.status] : 'not listed'}`);
-    await sleep(100);
-  }
-}
+const waitFor = (id, pred, what, seconds) => waitForEgress(egress, id, pred, what, { seconds });
 
 await rooms.createRoom({ name: room, emptyTimeout: 120 });
 const t0 = Date.now();

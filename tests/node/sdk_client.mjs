@@ -2,23 +2,13 @@
 // application would drive LiveKit Egress. Exits non-zero on the first broken expectation.
 // Usage: node sdk_client.mjs <roomcast-url> <api-key> <api-secret> <page-url>
 import assert from 'node:assert/strict';
+import { waitForEgress } from './lk_wait.mjs';
 import { EgressClient, EgressStatus, EncodingOptionsPreset, SegmentedFileOutput } from 'livekit-server-sdk';
 
 const [host, key, secret, pageUrl] = process.argv.slice(2);
 const client = new EgressClient(host, key, secret);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(id, pred, what, seconds) {
-  const end = Date.now() + seconds * 1000;
-  for (;;) {
-    const [info] = await client.listEgress({ egressId: id });
-    assert.ok(info, `ListEgress lost ${id}`);
-    if (pred(info)) return info;
-    assert.notEqual(info.status, EgressStatus.EGRESS_FAILED, `egress failed: ${info.error}`);
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last status ${EgressStatus[info.status]}`);
-    await sleep(250);
-  }
-}
+const waitFor = (id, pred, what, seconds) => waitForEgress(client, id, pred, what, { seconds, pollMs: 250, listed: true });
 
 const started = await client.startWebEgress(
   pageUrl,
