@@ -53,8 +53,8 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
     }
     jobs.shutdown().await;
     // The final EgressInfo of each stopped egress still goes to livekit-server.
-    if worker.is_some() {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    if let Some(w) = &worker {
+        w.drain(std::time::Duration::from_secs(5)).await;
     }
     info!("bye");
     Ok(())

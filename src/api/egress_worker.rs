@@ -124,6 +124,15 @@ impl EgressWorker {
         }
     }
 
+    /// Waits, at most `within`, until livekit-server has every egress's final EgressInfo (each
+    /// egress's reporter drops its handlers once it has sent it).
+    pub async fn drain(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.handlers.lock().map(|h| h.is_empty()).unwrap_or(true) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn start_egress(self: Arc<Self>, raw: Vec<u8>) -> Result<Vec<u8>, RpcError> {
         let req = rpc::StartEgressRequest::decode(raw.as_slice()).map_err(malformed)?;
         let id = req.egress_id.clone();

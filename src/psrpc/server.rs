@@ -97,12 +97,17 @@ pub async fn register(bus: &Arc<Bus>, server_id: &str, m: Method) -> Result<Regi
     Ok(Registration { bus: Arc::clone(bus), channels, task })
 }
 
+/// From now to a request's absolute `expiry` (unix ns); zero once it has passed.
+fn time_left(expiry: i64) -> Duration {
+    Duration::from_nanos((expiry - wire::now_ns()).max(0) as u64)
+}
+
 async fn handle(bus: Arc<Bus>, server_id: String, m: Arc<Method>, waiters: Waiters, payload: Vec<u8>) {
     let Some(req) = wire::decode::<Request>(&payload) else {
         debug!(method = m.method, "psrpc: not a Request, dropped");
         return;
     };
-    let left = Duration::from_nanos((req.expiry - wire::now_ns()).max(0) as u64);
+    let left = time_left(req.expiry);
     if left.is_zero() {
         debug!(method = m.method, request_id = req.request_id, "psrpc: request expired, ignored");
         return;
@@ -142,7 +147,7 @@ async fn handle(bus: Arc<Bus>, server_id: String, m: Arc<Method>, waiters: Waite
             _ => return,
         }
     }
-    let left = Duration::from_nanos((req.expiry - wire::now_ns()).max(0) as u64);
+    let left = time_left(req.expiry);
     let result = match tokio::time::timeout(left, (m.handler)(req.raw_request.clone())).await {
         Ok(r) => r,
         Err(_) => Err(RpcError::new("deadline_exceeded", "request timed out")),

@@ -138,14 +138,19 @@ export class JanusAdapter extends Emitter implements RoomAdapter {
           this.pub = await attachVideoRoom(janus, `${RECORDER_DISPLAY}-${Math.random().toString(36).slice(2)}`, {
             onmessage: (msg) => this.onPublisherMessage(msg, joinedOk, fail),
           });
-          this.roomId = await roomId(this.pub, this.room);
+          try {
+            this.roomId = await roomId(this.pub, this.room);
+          } catch (err) {
+            // Janus answered: the reason is about the room, not the connection.
+            fail(err instanceof Error ? err.message : String(err));
+            return;
+          }
           if (settled) return;
           request(this.pub, { request: 'join', ptype: 'publisher', room: this.roomId, display: RECORDER_DISPLAY });
         })
-        .catch((err: unknown) => {
-          const message = err instanceof Error ? err.message : String(err);
-          fail(message.startsWith('Janus room') ? message : `could not connect to Janus at ${this.url}: ${message}`);
-        });
+        .catch((err: unknown) =>
+          fail(`could not connect to Janus at ${this.url}: ${err instanceof Error ? err.message : String(err)}`),
+        );
     });
   }
 
