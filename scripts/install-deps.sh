@@ -23,6 +23,8 @@ PKGS=(
   janus iproute2
   # LiveKit's worker bus (psrpc) and livekit-server's multi-node state
   redis-server
+  # the virtualenv of the tests' Python SDK client
+  python3-venv
   # the stream output tests' RTMP server
   nginx libnginx-mod-rtmp
   # build
@@ -79,6 +81,14 @@ ln -sfn "../livekit-server-$LIVEKIT_SERVER_VERSION/livekit-server" .deps/bin/liv
 # Chromium as a player), pinned by the lock file.
 if [ ! -d tests/node/node_modules/livekit-server-sdk ] || [ ! -d tests/node/node_modules/playwright-core ]; then
   npm ci --prefix tests/node --no-audit --no-fund
+fi
+
+# LiveKit's Python server SDK (livekit-api and what it needs, pinned), in a project-local
+# virtualenv, for the tests that drive the Egress API as a Python application does.
+if [ ! -x .deps/py/bin/python ] || ! cmp -s tests/python/requirements.txt .deps/py/requirements.txt; then
+  python3 -m venv .deps/py
+  .deps/py/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+  cp tests/python/requirements.txt .deps/py/requirements.txt
 fi
 
 # The room templates (TypeScript, livekit-client and janus.js from npm) are built into

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::livekit::LiveKit;
@@ -66,25 +65,41 @@ async fn livekit_server_room_composite_and_webhooks() {
     server.assert_no_leftovers(10 * S).await;
 }
 
-/// Runs a Node SDK script of tests/node/ against livekit-server (its URL and keys first, then
-/// `args`); it must succeed, and its last stdout line is its answer, as JSON.
+/// Issue 16 (4, 5): both official SDKs pointed at livekit-server, roomcast the worker behind it:
+/// the v2 StartEgress with four outputs and its refusals (Node), then with Python a web egress
+/// whose RTMP URLs UpdateStream changes (livekit-server forwards it over psrpc), the v2 request,
+/// and room composites (v1 with UpdateLayout, v2 template source) in a room made by RoomService.
+#[tokio::test(flavor = "multi_thread")]
+async fn official_sdks_through_livekit_server() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lk = LiveKit::start_with_redis(dir.path());
+    let server = Server::start_with_config(&worker_config(&lk)).await;
+    let nginx = common::nginx::Nginx::start(server.tmp.path(), free_port());
+    let page = server.page("demo/animated.html");
+    let node = sdk_on(&lk, Sdk::Node, "sdk_v2.mjs", &[&page, &nginx.url("lkv2")]);
+    eprintln!("v2 through livekit-server (Node SDK): {node}");
+    assert_eq!(node["ok"], true, "{node}");
+    let py = sdk_on(&lk, Sdk::Python, "egress_sdk.py", &[&page, &nginx.url("lkpy1"), &nginx.url("lkpy2"), "livekit"]);
+    eprintln!("through livekit-server (Python SDK): {py}");
+    assert_eq!(py["rooms"].as_array().map(Vec::len), Some(2), "{py}");
+    // roomcast ran every one of them.
+    for id in [&node["egressId"], &py["web"], &py["v2"], &py["rooms"][0], &py["rooms"][1]] {
+        let ended = server.wait_ended(id.as_str().unwrap(), 10 * S).await;
+        assert_eq!(ended["status"], "EGRESS_COMPLETE", "{ended}");
+    }
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// Runs an SDK script against livekit-server (its URL and keys first, then `args`).
+fn sdk_on(lk: &LiveKit, sdk: Sdk, script: &str, args: &[&str]) -> Value {
+    let mut all = vec![lk.http_url.as_str(), lk.key.as_str(), lk.secret.as_str()];
+    all.extend_from_slice(args);
+    sdk_json(sdk, script, &all, || format!("--- livekit-server log (tail) ---\n{}", tail(&lk.log, 40)))
+}
+
 fn node_json(lk: &LiveKit, script: &str, args: &[&str]) -> Value {
-    let out = Command::new("node")
-        .arg(repo().join("tests/node").join(script))
-        .args([&lk.http_url, &lk.key, &lk.secret])
-        .args(args)
-        .current_dir(repo().join("tests/node"))
-        .output()
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed:\n{stdout}\n{}\n--- livekit-server log (tail) ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        tail(&lk.log, 40)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{script} {args:?}: {e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)))
+    sdk_on(lk, Sdk::Node, script, args)
 }
 
 /// One call through livekit-server with the Node SDK (tests/node/lk_call.mjs).

@@ -99,6 +99,37 @@ async fn official_node_sdk_starts_lists_and_stops() {
     server.assert_no_leftovers(10 * S).await;
 }
 
+/// Issue 16 (5): the v2 StartEgress through the official Node SDK: one web source, four kinds of
+/// output (segments, MP4, RTMP to nginx, images), EgressInfo carrying the v2 request, and the
+/// refusals (media source, storage, webhooks: `unimplemented`; no output: `invalid_argument`).
+#[tokio::test(flavor = "multi_thread")]
+async fn official_node_sdk_v2_start_egress() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let nginx = common::nginx::Nginx::start(server.tmp.path(), free_port());
+    let page = server.page("demo/animated.html");
+    let got = sdk_json(Sdk::Node, "sdk_v2.mjs", &[&server.url, KEY, SECRET, &page, &nginx.url("v2key")], String::new);
+    eprintln!("v2 through the Node SDK: {got}");
+    assert_eq!(got["ok"], true, "{got}");
+    server.assert_no_leftovers(10 * S).await;
+}
+
+/// Issue 16 (4, 5): LiveKit's official Python SDK against roomcast: a web egress with an RTMP
+/// stream, UpdateStream adding and removing a URL, the v2 StartEgress, the refusal of a media
+/// source, and ListEgress's page_token.
+#[tokio::test(flavor = "multi_thread")]
+async fn official_python_sdk() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    let nginx = common::nginx::Nginx::start(server.tmp.path(), free_port());
+    let page = server.page("demo/animated.html");
+    let args = [server.url.as_str(), KEY, SECRET, &page, &nginx.url("py1"), &nginx.url("py2"), "standalone"];
+    let got = sdk_json(Sdk::Python, "egress_sdk.py", &args, String::new);
+    eprintln!("the Python SDK against roomcast: {got}");
+    assert_eq!(got["refused"], "unimplemented", "{got}");
+    server.assert_no_leftovers(10 * S).await;
+}
+
 /// One bad call: (what it is, method, body, token, content type, HTTP status, Twirp code).
 type BadCall<'a> = (&'a str, &'a str, String, Option<String>, &'a str, u16, &'a str);
 

@@ -146,7 +146,7 @@ impl EgressWorker {
         let start = match req.request {
             Some(Source::RoomComposite(r)) => self.jobs.start_room_as(&id, r, None),
             Some(Source::Web(r)) => self.jobs.start_web_as(&id, r, None),
-            Some(Source::Egress(_)) => Err(JobError::Unimplemented("StartEgress (v2 request) is not served by roomcast yet".into())),
+            Some(Source::Egress(r)) => self.jobs.start_egress_as(&id, r, None),
             Some(Source::Participant(_)) | Some(Source::TrackComposite(_)) | Some(Source::Track(_)) => {
                 Err(JobError::Unimplemented("participant and track egress are not served by roomcast".into()))
             }

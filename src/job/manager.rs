@@ -101,6 +101,22 @@ impl JobManager {
         self.start(spec, proto::egress_info::Request::RoomComposite(req))
     }
 
+    /// A v2 StartEgress (template or web source) under the given id.
+    pub fn start_egress_as(
+        &self,
+        id: &str,
+        req: proto::StartEgressRequest,
+        capture: Option<CaptureBackend>,
+    ) -> Result<proto::EgressInfo, JobError> {
+        let spec = JobSpec::from_start_request(id, &req, &self.config_for(capture))?;
+        self.start(spec, proto::egress_info::Request::Egress(req))
+    }
+
+    /// A v2 StartEgress under a new id.
+    pub fn start_egress(&self, req: proto::StartEgressRequest, capture: Option<CaptureBackend>) -> Result<proto::EgressInfo, JobError> {
+        self.start_egress_as(&new_egress_id(), req, capture)
+    }
+
     fn start(&self, spec: JobSpec, request: proto::egress_info::Request) -> Result<proto::EgressInfo, JobError> {
         let id = spec.egress_id.clone();
         let segments = spec.hls.as_ref().filter(|_| spec.serve_hls).map(|h| {
@@ -175,7 +191,7 @@ impl JobManager {
         let mut jobs = self.registry.lock();
         let entry = jobs.get_mut(egress_id)?;
         let room_name = entry.state.info().room_name.clone();
-        if !matches!(entry.state.info().request, Some(proto::egress_info::Request::RoomComposite(_))) {
+        if !entry.state.has_layout() {
             return Err(JobError::InvalidArgument(format!("egress {egress_id} is not a room composite: only those have a layout")));
         }
         updatable(&entry.state)?;

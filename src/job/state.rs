@@ -26,6 +26,11 @@ fn redacted(mut request: proto::egress_info::Request) -> proto::egress_info::Req
                 o.urls.iter_mut().for_each(|u| *u = redact(u));
             }
         }
+        proto::egress_info::Request::Egress(r) => r.outputs.iter_mut().for_each(|o| {
+            if let Some(proto::output::Config::Stream(s)) = &mut o.config {
+                s.urls.iter_mut().for_each(|u| *u = redact(u));
+            }
+        }),
         _ => {}
     }
     request
@@ -53,6 +58,7 @@ impl JobState {
     pub fn new(egress_id: &str, request: proto::egress_info::Request, segments: Option<proto::SegmentsInfo>) -> Self {
         let room_name = match &request {
             proto::egress_info::Request::RoomComposite(r) => r.room_name.clone(),
+            proto::egress_info::Request::Egress(r) => r.room_name.clone(),
             _ => String::new(),
         };
         let request = redacted(request);
@@ -146,16 +152,29 @@ impl JobState {
         }
     }
 
+    /// The layout a room composite shows, where its request holds it (v1 or a v2 template).
+    fn layout_mut(&mut self) -> Option<&mut String> {
+        use proto::start_egress_request::Source;
+        match &mut self.info.request {
+            Some(proto::egress_info::Request::RoomComposite(r)) => Some(&mut r.layout),
+            Some(proto::egress_info::Request::Egress(proto::StartEgressRequest { source: Some(Source::Template(t)), .. })) => {
+                Some(&mut t.layout)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this egress is a room composite (one with a layout).
+    pub fn has_layout(&mut self) -> bool {
+        self.layout_mut().is_some()
+    }
+
     /// The layout a room composite now shows (UpdateLayout); false if this is no room composite.
     pub fn set_layout(&mut self, layout: &str) -> bool {
-        match &mut self.info.request {
-            Some(proto::egress_info::Request::RoomComposite(r)) => {
-                r.layout = layout.to_string();
-                self.info.updated_at = now_ns();
-                true
-            }
-            _ => false,
-        }
+        let Some(l) = self.layout_mut() else { return false };
+        *l = layout.to_string();
+        self.info.updated_at = now_ns();
+        true
     }
 
     /// Stream URLs the egress now pushes to (raw), each shown redacted, not started, until its

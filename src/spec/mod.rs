@@ -5,6 +5,7 @@
 
 pub mod encoding;
 pub mod request;
+pub mod request_v2;
 pub mod room;
 pub mod timing;
 pub mod types;

@@ -188,3 +188,53 @@ fn time_placeholder_is_filled() {
     let n = output_name("rec-{time}.m3u8", "x", "playlist_name", "2026-01-02T030405").unwrap();
     assert_eq!(n, "rec-2026-01-02T030405.m3u8");
 }
+
+#[test]
+fn v2_request_is_its_v1_equivalent() {
+    use super::request_v2::{v1_request, V1Request};
+    use proto::start_egress_request::{Encoding as E, Source};
+    let out = |c| proto::Output { config: Some(c), storage: None };
+    use proto::output::Config as C;
+    let mut v2 = proto::StartEgressRequest {
+        room_name: "r".into(),
+        source: Some(Source::Template(proto::TemplateSource { layout: "speaker".into(), ..Default::default() })),
+        encoding: Some(E::Preset(proto::EncodingOptionsPreset::H2641080p30 as i32)),
+        outputs: vec![
+            out(C::Segments(proto::SegmentedFileOutput::default())),
+            out(C::File(proto::FileOutput { filepath: "a.mp4".into(), ..Default::default() })),
+            out(C::Stream(proto::StreamOutput { urls: vec!["rtmp://127.0.0.1/live/k".into()], ..Default::default() })),
+            out(C::Images(proto::ImageOutput::default())),
+        ],
+        ..Default::default()
+    };
+    let Ok(V1Request::Room(room)) = v1_request(&v2) else { panic!("a template source is a room composite") };
+    assert_eq!((room.room_name.as_str(), room.layout.as_str()), ("r", "speaker"));
+    assert_eq!((room.segment_outputs.len(), room.file_outputs.len(), room.stream_outputs.len(), room.image_outputs.len()), (1, 1, 1, 1));
+    assert_eq!(room.file_outputs[0].filepath, "a.mp4");
+    assert!(
+        matches!(room.options, Some(proto::room_composite_egress_request::Options::Preset(p)) if p == proto::EncodingOptionsPreset::H2641080p30 as i32)
+    );
+
+    v2.source = Some(Source::Web(proto::WebSource { url: "http://127.0.0.1/p".into(), ..Default::default() }));
+    let spec = JobSpec::from_start_request("EG_v2", &v2, &Config::default()).unwrap();
+    assert_eq!(spec.url, "http://127.0.0.1/p");
+    assert_eq!((spec.files.len(), spec.streams.len(), spec.images.len(), spec.serve_hls), (1, 1, 1, true));
+    assert_eq!(spec.video.unwrap().width, 1920);
+
+    let refused = |f: &dyn Fn(&mut proto::StartEgressRequest)| {
+        let mut r = v2.clone();
+        f(&mut r);
+        v1_request(&r).unwrap_err()
+    };
+    assert!(
+        matches!(refused(&|r| r.source = Some(Source::Media(Default::default()))), SpecError::Unsupported(m) if m.contains("source.media"))
+    );
+    assert!(matches!(refused(&|r| r.storage = Some(Default::default())), SpecError::Unsupported(m) if m.starts_with("storage")));
+    assert!(matches!(refused(&|r| r.webhooks = vec![Default::default()]), SpecError::Unsupported(m) if m.starts_with("webhooks")));
+    assert!(
+        matches!(refused(&|r| r.outputs[1].storage = Some(Default::default())), SpecError::Unsupported(m) if m.starts_with("outputs[1].storage"))
+    );
+    assert!(matches!(refused(&|r| r.outputs.clear()), SpecError::Invalid(_)));
+    assert!(matches!(refused(&|r| r.outputs[0].config = None), SpecError::Invalid(m) if m.starts_with("outputs[0]")));
+    assert!(matches!(refused(&|r| r.source = None), SpecError::Invalid(_)));
+}

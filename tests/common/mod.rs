@@ -394,3 +394,27 @@ pub fn reap(child: &mut Child, within: Duration) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// LiveKit's official server SDKs as the tests' clients.
+#[derive(Clone, Copy, Debug)]
+pub enum Sdk {
+    /// A script of tests/node/ (livekit-server-sdk, pinned by its lock file).
+    Node,
+    /// A script of tests/python/ in the virtualenv install-deps makes (livekit-api, pinned).
+    Python,
+}
+
+/// Runs an SDK script with `args`; it must succeed, and its last stdout line is its answer, as
+/// JSON. `context` adds to the failure message (a server's log, say).
+pub fn sdk_json(sdk: Sdk, script: &str, args: &[&str], context: impl Fn() -> String) -> Value {
+    let (program, dir) = match sdk {
+        Sdk::Node => (PathBuf::from("node"), repo().join("tests/node")),
+        Sdk::Python => (repo().join(".deps/py/bin/python"), repo().join("tests/python")),
+    };
+    assert!(program.components().count() == 1 || program.exists(), "{} is missing: run scripts/install-deps.sh", program.display());
+    let out = Command::new(&program).arg(dir.join(script)).args(args).current_dir(&dir).output().expect("SDK script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{script} {args:?} failed:\n{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), context());
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{script} {args:?}: {e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)))
+}
