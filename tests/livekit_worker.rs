@@ -181,6 +181,51 @@ async fn two_workers_capacity_and_auto_egress() {
     }
 }
 
+/// A worker SIGKILLed mid-egress: livekit-server never asks its workers, so the survivor tells
+/// it. The dead worker's lease on the egress in Redis runs out (10 s), the other worker's sweep
+/// finds the record without a lease and sends IOInfo.UpdateEgress with EGRESS_FAILED; the SDK,
+/// asking livekit-server, sees the egress FAILED with that reason and its last segment count.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_worker_s_egress_ends_failed() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lk = LiveKit::start_with_redis(dir.path());
+    let cfg = format!("{}max_concurrent: 1\n", worker_config(&lk));
+    let mut a = Server::start_with_config(&cfg).await;
+    let mut b = Server::start_with_config(&cfg).await;
+    let page = a.page("demo/static.html");
+    let started = lk_call(&lk, &["startWeb", &page]);
+    let id = started["egressId"].as_str().unwrap_or_else(|| panic!("{started}")).to_string();
+    let on = runner(&[&a, &b], &id).await.expect("a worker runs it");
+    let (dead, alive) = if on == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    dead.wait_segments(&id, 1, 30 * S).await;
+    tokio::time::sleep(S).await; // let the segment's update reach livekit-server
+    dead.kill();
+    let killed = std::time::Instant::now();
+    let deadline = killed + 40 * S;
+    let failed = loop {
+        let listed = lk_call(&lk, &["list"]);
+        let info = listed.as_array().and_then(|l| l.iter().find(|i| i["egressId"] == id.as_str()).cloned());
+        if let Some(i) = info.filter(|i| i["status"] == "EGRESS_FAILED") {
+            break i;
+        }
+        assert!(std::time::Instant::now() < deadline, "livekit-server still has {id} running: {listed}");
+        tokio::time::sleep(S / 2).await;
+    };
+    eprintln!("livekit-server reports the lost egress {:.1} s after the kill: {failed}", killed.elapsed().as_secs_f64());
+    assert!(failed["error"].as_str().unwrap_or_default().contains("lease"), "{failed}");
+    assert!(failed["segmentResults"][0]["segmentCount"].as_str().is_some_and(|n| n != "0"), "the last reported outputs are kept: {failed}");
+    // The survivor's own list never had it, and it still serves new egresses.
+    assert_eq!(runner(&[&*alive], &id).await, None);
+    let next = lk_call(&lk, &["startWeb", &page]);
+    let next_id = next["egressId"].as_str().unwrap_or_else(|| panic!("{next}")).to_string();
+    alive.wait_status(&next_id, "EGRESS_ACTIVE", 30 * S).await;
+    lk_call(&lk, &["stop", &next_id]);
+    alive.wait_ended(&next_id, 30 * S).await;
+    alive.assert_no_leftovers(30 * S).await;
+    dead.assert_no_leftovers(10 * S).await;
+}
+
 fn tail(path: &std::path::Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();

@@ -4,7 +4,8 @@
 //! egress's id as topic, subscribed before StartEgress is answered and dropped when the egress
 //! ends; and every EgressInfo change reported to livekit-server's IOInfo (CreateEgress before
 //! the answer, then UpdateEgress), which stores it, answers ListEgress and sends webhooks.
-//! docs/psrpc.md has the protocol.
+//! Each running egress holds a lease in Redis ([`super::egress_lease`]), so that another
+//! worker reports it FAILED if this one dies. docs/psrpc.md has the protocol.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use livekit_protocol as proto;
 use prost::Message;
 use tracing::{info, warn};
 
+use super::egress_lease::{Leases, RENEW_EVERY};
 use crate::job::manager::JobManager;
 use crate::job::JobError;
 use crate::psrpc::bus::Bus;
@@ -38,6 +40,8 @@ pub struct EgressWorker {
     registrations: tokio::sync::Mutex<Vec<Registration>>,
     /// Each running egress's EgressHandler registrations.
     handlers: Mutex<HashMap<String, Vec<Registration>>>,
+    leases: Arc<Leases>,
+    sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl From<JobError> for RpcError {
@@ -55,13 +59,18 @@ impl EgressWorker {
     pub async fn start(redis_url: &str, cluster_id: &str, jobs: Arc<JobManager>) -> Result<Arc<Self>> {
         let bus = Bus::connect(redis_url).await?;
         let io = Client::new(&bus, IO_INFO).await?;
+        let server_id = wire::new_id("SRV_");
+        let leases = Leases::new(bus.connection(), cluster_id, &server_id);
+        let sweeper = tokio::spawn(Arc::clone(&leases).sweep_forever(Arc::clone(&io)));
         let worker = Arc::new(EgressWorker {
             jobs,
             bus,
             io,
-            server_id: wire::new_id("SRV_"),
+            server_id,
             registrations: Default::default(),
             handlers: Mutex::default(),
+            leases,
+            sweeper: Mutex::new(Some(sweeper)),
         });
         let w = Arc::clone(&worker);
         let start: Handler = Arc::new(move |raw| {
@@ -119,6 +128,9 @@ impl EgressWorker {
 
     /// Takes no new egresses (running ones keep their handlers until they end).
     pub async fn stop_accepting(&self) {
+        if let Some(s) = self.sweeper.lock().ok().and_then(|mut s| s.take()) {
+            s.abort();
+        }
         for r in self.registrations.lock().await.drain(..) {
             r.stop().await;
         }
@@ -172,6 +184,9 @@ impl EgressWorker {
             self.drop_handlers(&id).await;
             return Err(e);
         }
+        if let Err(e) = self.leases.hold(&info).await {
+            warn!(egress_id = %id, "taking the egress's lease (no other worker can report it if this one dies): {e:#}");
+        }
         tokio::spawn(Arc::clone(&self).report(id.clone(), req.room_id, info.clone()));
         info!(egress_id = %id, "egress started for livekit-server");
         Ok(info.encode_to_vec())
@@ -214,15 +229,36 @@ impl EgressWorker {
     /// Sends livekit-server every change of the egress's EgressInfo (the newest only, if
     /// several happen during one call) until it has the final one.
     async fn report(self: Arc<Self>, id: String, room_id: String, mut sent: proto::EgressInfo) {
+        let mut renewed = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(REPORT_EVERY).await;
+            if renewed.elapsed() >= RENEW_EVERY {
+                renewed = tokio::time::Instant::now();
+                match self.leases.renew(&id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Another worker has told livekit-server this egress FAILED.
+                        warn!(egress_id = %id, "the egress's lease was lost and it was reported FAILED: stopping it");
+                        let _ = self.jobs.stop(&id);
+                        break;
+                    }
+                    Err(e) => warn!(egress_id = %id, "renewing the egress's lease: {e:#}"),
+                }
+            }
             let Some(mut info) = self.jobs.info(&id) else { break };
             info.room_id = room_id.clone();
             if info == sent {
                 continue;
             }
             match self.io.call("UpdateEgress", info.encode_to_vec(), UPDATE_TIMEOUT).await {
-                Ok(_) => sent = info,
+                Ok(_) => {
+                    if info.ended_at == 0 {
+                        if let Err(e) = self.leases.hold(&info).await {
+                            warn!(egress_id = %id, "storing the egress's record: {e:#}");
+                        }
+                    }
+                    sent = info
+                }
                 Err(e) => {
                     warn!(egress_id = %id, "IOInfo.UpdateEgress failed (retrying): {e}");
                     continue;
@@ -232,6 +268,7 @@ impl EgressWorker {
                 break;
             }
         }
+        self.leases.release(&id).await;
         self.drop_handlers(&id).await;
     }
 }

@@ -2,6 +2,7 @@
 //! SDKs work against roomcast unchanged. Message types come from `livekit-protocol`.
 
 pub mod auth;
+pub mod egress_lease;
 pub mod egress_worker;
 pub mod twirp;
 

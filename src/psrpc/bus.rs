@@ -78,6 +78,11 @@ impl Bus {
         Ok(())
     }
 
+    /// A connection for commands of the caller's own (they share the bus's connection).
+    pub fn connection(&self) -> MultiplexedConnection {
+        self.conn.clone()
+    }
+
     /// Takes the lock of a queue message: true for the one server that gets it.
     pub async fn lock(&self, key: &str) -> Result<bool> {
         let mut conn = self.conn.clone();

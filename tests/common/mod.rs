@@ -250,6 +250,13 @@ impl Server {
         }
     }
 
+    /// SIGKILL, as a crash or the OOM killer would: nothing gets to clean up.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("server running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Waits until none of the processes this server started is alive.
     pub async fn assert_no_leftovers(&self, within: Duration) {
         let deadline = Instant::now() + within;
