@@ -5,7 +5,7 @@
 //! The modules read as the data path, each importing only those below it (the layer list in
 //! `src/layers.txt`, enforced by `tests/layers.rs`): [`api`] → [`job`] → [`worker`]
 //! ([`browser`] + [`capture`] → [`pipeline`]) → [`output`] → [`origin`], all on the
-//! [`spec`] and the ground floor ([`config`], [`clock`], [`media`], [`proc`], [`metrics`]).
+//! [`spec`] and the ground floor ([`config`], [`clock`], [`load`], [`media`], [`proc`], [`metrics`], [`psrpc`]).
 
 pub mod api;
 pub mod browser;
@@ -13,6 +13,7 @@ pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod job;
+pub mod load;
 pub mod media;
 pub mod metrics;
 pub mod origin;

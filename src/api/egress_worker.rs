@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::egress_lease::{Leases, RENEW_EVERY};
 use crate::job::manager::JobManager;
 use crate::job::JobError;
+use crate::load::CpuLoad;
 use crate::psrpc::bus::Bus;
 use crate::psrpc::client::Client;
 use crate::psrpc::rpc::{self, Source, EGRESS_HANDLER, EGRESS_INTERNAL, IO_INFO};
@@ -42,6 +43,23 @@ pub struct EgressWorker {
     handlers: Mutex<HashMap<String, Vec<Registration>>>,
     leases: Arc<Leases>,
     sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// An idle node with at least this share of its CPU idle claims with affinity 1, which
+/// livekit-server takes at once (its MaximumAffinity); any other claim waits for its 500 ms
+/// short-circuit window to see who else bids.
+const IDLE_ENOUGH: f32 = 0.5;
+
+/// This node's bid for a StartEgress: none when every slot is taken; 1 when idle; otherwise
+/// the free share of slots weighed by the measured idle CPU share, so the less loaded worker wins.
+fn affinity(live: usize, max: usize, idle_cpu: f32) -> f32 {
+    if live >= max {
+        -1.0
+    } else if live == 0 && idle_cpu >= IDLE_ENOUGH {
+        1.0
+    } else {
+        ((max - live) as f32 / max as f32 * idle_cpu).clamp(0.01, 0.99)
+    }
 }
 
 impl From<JobError> for RpcError {
@@ -78,14 +96,10 @@ impl EgressWorker {
             async move { w.start_egress(raw).await }.boxed()
         });
         let jobs = Arc::clone(&worker.jobs);
+        let cpu = CpuLoad::start();
         let affinity: Affinity = Arc::new(move |_raw| {
-            // The share of this node's slots that is free; a full node does not claim.
             let (live, max) = jobs.load();
-            if live >= max {
-                -1.0
-            } else {
-                (max - live) as f32 / max as f32
-            }
+            affinity(live, max, cpu.idle_share())
         });
         let jobs = Arc::clone(&worker.jobs);
         let list: Handler = Arc::new(move |_raw| {
@@ -270,5 +284,21 @@ impl EgressWorker {
         }
         self.leases.release(&id).await;
         self.drop_handlers(&id).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::affinity;
+
+    #[test]
+    fn affinity_follows_slots_and_measured_cpu() {
+        assert_eq!(affinity(2, 2, 1.0), -1.0, "a full node makes no claim");
+        assert_eq!(affinity(0, 4, 0.9), 1.0, "an idle node is taken at once");
+        let busy_cpu = affinity(0, 4, 0.2);
+        assert!(busy_cpu > 0.0 && busy_cpu < 1.0, "an empty node whose CPU is busy still bids, lower: {busy_cpu}");
+        assert!(affinity(1, 4, 0.8) > affinity(1, 4, 0.3), "the less loaded CPU wins");
+        assert!(affinity(1, 4, 0.6) > affinity(3, 4, 0.6), "more free slots win");
+        assert!(affinity(3, 4, 0.0) > 0.0, "a node with a free slot always bids");
     }
 }
