@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Cost of one room composite egress: a real Janus room (in a network namespace of its own, as
-in tests/room_sfu.rs) with N publishers (tests/node/publishers.mjs: one Chromium, a solid colour
-and a tone each), and one roomcast room-composite egress of it to LL-HLS through our template's
-Janus adapter. Prints one table row per run: the egress's cores and PSS (worker, Chromium and
-its children, Xvfb, sound server; not the publishers or Janus, whose cost is shown beside),
+"""Cost of one room composite egress: a real SFU room (Janus, or livekit-server built by
+scripts/install-deps.sh; in a network namespace of its own, as in tests/room_sfu.rs) with N
+publishers (tests/node/publishers.mjs: one Chromium, a solid colour and a tone each), and one
+roomcast room-composite egress of it to LL-HLS through our template's adapter for that SFU.
+Prints one table row per run: the egress's cores and PSS (worker, Chromium and its children, the
+X server, sound server; not the publishers or the SFU, whose cost is shown beside),
 start → ACTIVE / first playable part, delivered fps.
 
-    sudo python3 benches/room_cost.py target/release/roomcast [--participants 4] [--seconds 20]
+    sudo python3 benches/room_cost.py target/release/roomcast [--sfu janus|livekit] [--participants 4] [--seconds 20]
 
 Needs root (ip netns). Everything it starts is ended by PID, the namespace deleted.
 """
@@ -25,17 +26,17 @@ def sh(*args):
     subprocess.run(args, check=True, capture_output=True)
 
 
-class Janus:
-    """Janus in namespace rcbench<pid>, VideoRoom room ROOM, WebSockets on the namespace's IP."""
+class Netns:
+    """A network namespace rcb<pid>x<n>-ns joined to the host by a veth (SFUs ignore loopback for ICE)."""
 
     runs = 0
 
-    def __init__(self, tmp):
-        Janus.runs += 1
-        tag = f"rcb{os.getpid() % 10000}x{Janus.runs}"
+    def __init__(self):
+        Netns.runs += 1
+        tag = f"rcb{os.getpid() % 10000}x{Netns.runs}"
         self.ns, self.ns_if, host_if = f"{tag}-ns", f"{tag}n", f"{tag}h"
         self.host_if = host_if
-        net = f"10.199.{(os.getpid() + Janus.runs) % 250}"
+        net = f"10.199.{(os.getpid() + Netns.runs) % 250}"
         self.host_ip, self.ip = f"{net}.1", f"{net}.2"
         sh("ip", "netns", "add", self.ns)
         try:
@@ -47,9 +48,41 @@ class Janus:
                         ["ip", "link", "set", "lo", "up"], ["ip", "route", "add", "default", "via", self.host_ip]):
                 sh("ip", "netns", "exec", self.ns, *cmd)
         except subprocess.CalledProcessError:
-            subprocess.run(["ip", "netns", "del", self.ns])
-            subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+            self.close()
             raise
+
+    def close(self):
+        subprocess.run(["ip", "netns", "del", self.ns])
+        # The pair goes with the namespace, but not always at once: make sure.
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
+
+
+def wait_port(host, port, what, log):
+    import socket
+    for _ in range(150):
+        try:
+            socket.create_connection((host, port), timeout=0.2).close(); return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"room_cost: {what} did not start (log in {log})")
+
+
+def end(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill(); proc.wait()
+
+
+class Janus:
+    """Janus in a namespace of its own, VideoRoom room ROOM, WebSockets on the namespace's IP."""
+
+    sfu = "janus"
+
+    def __init__(self, tmp):
+        self.net = net = Netns()
+        self.ip, self.ns, self.ns_if = net.ip, net.ns, net.ns_if
         conf = os.path.join(tmp, "janus-conf")
         os.makedirs(conf)
         with open(f"{conf}/janus.jcfg", "w") as f:
@@ -78,23 +111,67 @@ events: {{ broadcast = false }}
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "janus", "-o", "-F", conf, "-C", f"{conf}/janus.jcfg"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"ws://{self.ip}:8188"
-        import socket
-        for _ in range(150):
-            try:
-                socket.create_connection((self.ip, 8188), timeout=0.2).close(); return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("room_cost: janus did not start (log in " + self.log.name + ")")
+        self.pids = [self.proc.pid]
+        wait_port(self.ip, 8188, "janus", self.log.name)
+
+    def env(self):
+        return dict(ROOMCAST_SFU="janus", ROOMCAST_SFU_URL=self.url)
+
+    def token(self, identity):
+        return None
 
     def close(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill(); self.proc.wait()
-        subprocess.run(["ip", "netns", "del", self.ns])
-        # The pair goes with the namespace, but not always at once: make sure.
-        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
+        end(self.proc)
+        self.net.close()
+
+
+LK_KEY, LK_SECRET = "roomcast-bench-key", "roomcast-bench-secret-at-least-32-characters"
+
+
+def jwt(claims, secret):
+    import base64, hashlib, hmac
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
+    return head + "." + b64(hmac.new(secret.encode(), head.encode(), hashlib.sha256).digest())
+
+
+class LiveKitServer:
+    """livekit-server (.deps/bin/livekit-server, from its Go module) in a namespace of its own, as
+    tests/common/livekit.rs runs it; the room is made by the first publisher's join."""
+
+    sfu = "livekit"
+
+    def __init__(self, tmp):
+        binary = os.path.join(REPO, ".deps/bin/livekit-server")
+        if not os.path.exists(binary):
+            raise SystemExit(f"room_cost: {binary} is missing: run scripts/install-deps.sh")
+        self.net = net = Netns()
+        self.ip = net.ip
+        conf = os.path.join(tmp, "livekit.yaml")
+        with open(conf, "w") as f:
+            f.write(f"port: 7880\nbind_addresses: [\"{net.ip}\"]\nrtc:\n  tcp_port: 7881\n  port_range_start: 50000\n"
+                    f"  port_range_end: 50400\n  use_external_ip: false\n  node_ip: {net.ip}\n  interfaces:\n"
+                    f"    includes: [\"{net.ns_if}\"]\nkeys:\n  {LK_KEY}: {LK_SECRET}\nlogging:\n  level: warn\n")
+        self.log = open(os.path.join(tmp, "livekit.log"), "w")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", net.ns, binary, "--config", conf], stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"ws://{net.ip}:7880"
+        self.pids = [self.proc.pid]
+        wait_port(net.ip, 7880, "livekit-server", self.log.name)
+        # `ip netns exec` runs livekit-server as its child: measure the server itself.
+        kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        self.pids += [int(k) for k in kids]
+
+    def env(self):
+        return dict(ROOMCAST_SFU="livekit", ROOMCAST_SFU_URL=self.url, ROOMCAST_SFU_API_KEY=LK_KEY, ROOMCAST_SFU_API_SECRET=LK_SECRET)
+
+    def token(self, identity):
+        now = int(time.time())
+        return jwt({"iss": LK_KEY, "sub": identity, "nbf": now - 10, "exp": now + 3600, "name": identity,
+                    "video": {"room": ROOM, "roomJoin": True, "canPublish": True, "canSubscribe": True}}, LK_SECRET)
+
+    def close(self):
+        end(self.proc)
+        self.net.close()
 
 
 def cost(pids, seconds):
@@ -107,19 +184,21 @@ def cost(pids, seconds):
     return ticks / CLK / wall, statistics.median(pss)
 
 
-def run(binary, participants, seconds, warmup):
+def run(binary, sfu_kind, participants, seconds, warmup):
     tmp = tempfile.mkdtemp(prefix="roomcast-roombench-")
     pub_tmp = tempfile.mkdtemp(prefix="roomcast-roombench-pub-")
-    janus = Janus(tmp)
+    sfu = (LiveKitServer if sfu_kind == "livekit" else Janus)(tmp)
     server = publishers = None
     try:
         port = free_port(); url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out", ROOMCAST_TEMPLATES_DIR=os.path.join(REPO, "templates"),
-                   LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG="warn",
-                   ROOMCAST_SFU="janus", ROOMCAST_SFU_URL=janus.url)
+                   LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG="warn", **sfu.env())
         server, token = start_serve(binary, env, port, tmp)
-        cfg = {"templates": f"{url}/templates", "sfu": "janus", "url": janus.url, "room": ROOM, "exclude": [janus.ip],
-               "publishers": [{"name": f"P{i + 1}", "color": COLOURS[i % len(COLOURS)], "freq": 300 + 110 * i} for i in range(participants)]}
+        pubs = [{"name": f"P{i + 1}", "color": COLOURS[i % len(COLOURS)], "freq": 300 + 110 * i} for i in range(participants)]
+        for p in pubs:
+            if sfu.token(p["name"]):
+                p["token"] = sfu.token(p["name"])
+        cfg = {"templates": f"{url}/templates", "sfu": sfu.sfu, "url": sfu.url, "room": ROOM, "exclude": [sfu.ip], "publishers": pubs}
         publishers = subprocess.Popen(["node", os.path.join(REPO, "tests/node/publishers.mjs"), json.dumps(cfg)],
                                       cwd=os.path.join(REPO, "tests/node"), env=dict(os.environ, TMPDIR=pub_tmp),
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -148,7 +227,7 @@ def run(binary, participants, seconds, warmup):
         waiter.join()
         time.sleep(warmup)
         egress = procs_with_env(f"TMPDIR={tmp}", {server.pid})
-        others = procs_with_env(f"TMPDIR={pub_tmp}", set()) + [janus.proc.pid]
+        others = procs_with_env(f"TMPDIR={pub_tmp}", set()) + sfu.pids
         # Both measured over the same seconds.
         res = {}
         t = threading.Thread(target=lambda: res.update(others=cost(others, seconds))); t.start()
@@ -175,20 +254,21 @@ def run(binary, participants, seconds, warmup):
             stop_serve(server, tmp)
         for p in procs_with_env(f"TMPDIR={pub_tmp}", set()):
             os.kill(p, signal.SIGKILL)
-        janus.close()
+        sfu.close()
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary"); ap.add_argument("--participants", default="4", help="comma-separated, e.g. 4,9")
+    ap.add_argument("--sfu", choices=["janus", "livekit"], default="janus")
     ap.add_argument("--seconds", type=int, default=20); ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=1)
     a = ap.parse_args()
-    print("| participants | egress cores | egress PSS (MB) | fps | start → ACTIVE (s) | start → first part (s) | publishers + Janus cores, PSS (MB) |")
+    print(f"| participants | egress cores | egress PSS (MB) | fps | start → ACTIVE (s) | start → first part (s) | publishers + {a.sfu} cores, PSS (MB) |")
     print("|---|---|---|---|---|---|---|")
     for n in [int(x) for x in a.participants.split(",")]:
         for _ in range(a.repeat):
-            r = run(a.binary, n, a.seconds, a.warmup)
+            r = run(a.binary, a.sfu, n, a.seconds, a.warmup)
             oc, op = r["others"]
             print(f"| {n} | {r['cores']:.2f} | {r['pss']:.0f} | {r['fps']:.1f} | {r['active']:.2f} | {r['part']:.2f} | {oc:.2f}, {op:.0f} |",
                   flush=True)

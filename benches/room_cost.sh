@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Room composite cost benchmark: a real Janus room (network namespace; needs root) with N
+# Room composite cost benchmark: a real Janus or LiveKit room (--sfu; network namespace; needs root) with N
 # publishers, one room-composite egress of it; the egress's CPU, PSS, fps and start times.
 # Not a test: run it on an otherwise idle machine and copy the table into docs/benchmarks.md.
 set -euo pipefail
