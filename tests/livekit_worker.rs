@@ -226,6 +226,37 @@ async fn a_killed_worker_s_egress_ends_failed() {
     dead.assert_no_leftovers(10 * S).await;
 }
 
+/// Redis killed and back after 3 s (empty, as after a crash): roomcast's psrpc subscriber
+/// reconnects and subscribes again, its commands reconnect, and the next egress through
+/// livekit-server runs on roomcast as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restart_is_survived() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut lk = LiveKit::start_with_redis(dir.path());
+    let server = Server::start_with_config(&worker_config(&lk)).await;
+    let page = server.page("demo/static.html");
+    lk.restart_redis(dir.path(), 3 * S);
+    // Both sides reconnect with backoff (roomcast's subscriber: at most 5 s between tries).
+    let deadline = std::time::Instant::now() + 30 * S;
+    let id = loop {
+        let started = lk_call(&lk, &["startWeb", &page]);
+        if let Some(id) = started["egressId"].as_str() {
+            break id.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no egress through livekit-server after Redis came back: {started}");
+        tokio::time::sleep(S).await;
+    };
+    server.wait_status(&id, "EGRESS_ACTIVE", 30 * S).await;
+    let stopped = lk_call(&lk, &["stop", &id]);
+    assert_eq!(stopped["egressId"], id.as_str(), "StopEgress reaches roomcast's handler: {stopped}");
+    let ended = server.wait_ended(&id, 30 * S).await;
+    assert_eq!(ended["status"], "EGRESS_COMPLETE", "{ended}");
+    let log = std::fs::read_to_string(server.tmp.path().join("serve.log")).unwrap_or_default();
+    assert!(log.contains("Redis subscription back"), "the subscriber reconnected (serve.log)");
+    server.assert_no_leftovers(10 * S).await;
+}
+
 fn tail(path: &std::path::Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();

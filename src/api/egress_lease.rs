@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use livekit_protocol as proto;
 use prost::Message;
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionManager;
 use tracing::{info, warn};
 
 use crate::clock::unix_ns;
@@ -29,7 +29,7 @@ const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const LOST_ERROR: &str = "egress worker lost: its lease in Redis ran out (the worker was killed, or lost Redis)";
 
 pub struct Leases {
-    conn: MultiplexedConnection,
+    conn: ConnectionManager,
     /// HASH egress id → the EgressInfo (protobuf) livekit-server last got.
     records: String,
     /// Prefix of each egress's lease key (its value: the server id of the worker).
@@ -38,7 +38,7 @@ pub struct Leases {
 }
 
 impl Leases {
-    pub fn new(conn: MultiplexedConnection, cluster_id: &str, server_id: &str) -> Arc<Self> {
+    pub fn new(conn: ConnectionManager, cluster_id: &str, server_id: &str) -> Arc<Self> {
         Arc::new(Self {
             conn,
             records: format!("roomcast:{cluster_id}:egresses"),

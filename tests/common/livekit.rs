@@ -54,32 +54,7 @@ impl LiveKit {
         assert!(bin.exists(), "{} is missing: run scripts/install-deps.sh (it builds livekit-server from its Go module)", bin.display());
         let netns = Netns::create();
         let ip = netns.ns_ip.clone();
-        let redis = with_redis.then(|| {
-            let child = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &netns.name,
-                    "redis-server",
-                    "--bind",
-                    &ip,
-                    "--port",
-                    "6379",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--protected-mode",
-                    "no",
-                ])
-                .stdin(Stdio::null())
-                .stdout(std::fs::File::create(dir.join("redis.log")).unwrap())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("redis-server (apt install redis-server)");
-            wait_listening(&format!("{ip}:6379"), "redis-server", &dir.join("redis.log"));
-            child
-        });
+        let redis = with_redis.then(|| start_redis(&netns, dir));
         let redis_yaml = if with_redis { format!("redis:\n  address: {ip}:6379\n") } else { String::new() };
         let webhook_yaml = match webhook_port {
             Some(port) => format!("webhook:\n  api_key: {LK_KEY}\n  urls: [\"http://{}:{port}/\"]\n", netns.host_ip),
@@ -122,6 +97,34 @@ impl LiveKit {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+}
+
+/// redis-server on the namespace's address, port 6379, no persistence; waits until it listens.
+fn start_redis(netns: &Netns, dir: &Path) -> Child {
+    let ip = &netns.ns_ip;
+    let log = std::fs::File::options().create(true).append(true).open(dir.join("redis.log")).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &netns.name, "redis-server", "--bind", ip, "--port", "6379"])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("redis-server (apt install redis-server)");
+    wait_listening(&format!("{ip}:6379"), "redis-server", &dir.join("redis.log"));
+    child
+}
+
+impl LiveKit {
+    /// Kills Redis (SIGKILL, by PID: its data is gone, as after a crash), keeps it down for
+    /// `down_for`, and starts a fresh one on the same address.
+    pub fn restart_redis(&mut self, dir: &Path, down_for: Duration) {
+        let mut old = self.redis.take().expect("started with a Redis");
+        let _ = old.kill();
+        let _ = old.wait();
+        std::thread::sleep(down_for);
+        self.redis = Some(start_redis(&self.netns, dir));
     }
 }
 
