@@ -24,6 +24,8 @@ pub const LEASE_TTL: Duration = Duration::from_secs(10);
 pub const RENEW_EVERY: Duration = Duration::from_secs(2);
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3);
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a sweeper's verdict is kept, for a worker that comes back from a long pause.
+const LOST_TTL: Duration = Duration::from_secs(3600);
 
 /// The error livekit-server reports for an egress whose worker vanished.
 pub const LOST_ERROR: &str = "egress worker lost: its lease in Redis ran out (the worker was killed, or lost Redis)";
@@ -32,8 +34,9 @@ pub struct Leases {
     conn: ConnectionManager,
     /// HASH egress id → the EgressInfo (protobuf) livekit-server last got.
     records: String,
-    /// Prefix of each egress's lease key (its value: the server id of the worker).
-    lease_prefix: String,
+    /// `roomcast:{cluster_id}:`, before each egress's `lease:{id}` (the running worker's server
+    /// id) and `lost:{id}` (a sweeper's verdict).
+    prefix: String,
     server_id: String,
 }
 
@@ -42,13 +45,18 @@ impl Leases {
         Arc::new(Self {
             conn,
             records: format!("roomcast:{cluster_id}:egresses"),
-            lease_prefix: format!("roomcast:{cluster_id}:lease:"),
+            prefix: format!("roomcast:{cluster_id}:"),
             server_id: server_id.to_string(),
         })
     }
 
     fn lease_key(&self, id: &str) -> String {
-        format!("{}{id}", self.lease_prefix)
+        format!("{}lease:{id}", self.prefix)
+    }
+
+    /// The sweeper's verdict on an egress it reported FAILED (kept [`LOST_TTL`]).
+    fn lost_key(&self, id: &str) -> String {
+        format!("{}lost:{id}", self.prefix)
     }
 
     /// Takes (or renews) the lease, then stores the record: a sweeper never sees a record
@@ -74,21 +82,20 @@ impl Leases {
         Ok(())
     }
 
-    /// Renews the lease; false if the record is gone (a sweeper declared the egress lost).
-    pub async fn renew(&self, id: &str) -> Result<bool> {
+    /// Renews the lease (`info`: what livekit-server last got); false if a sweeper declared the
+    /// egress lost. A record gone without that verdict (Redis restarted empty) is stored again.
+    pub async fn renew(&self, info: &proto::EgressInfo) -> Result<bool> {
         let mut c = self.conn.clone();
+        let id = &info.egress_id;
         let kept: bool = redis::cmd("HEXISTS").arg(&self.records).arg(id).query_async(&mut c).await.context("HEXISTS")?;
-        if kept {
-            redis::cmd("SET")
-                .arg(self.lease_key(id))
-                .arg(&self.server_id)
-                .arg("PX")
-                .arg(LEASE_TTL.as_millis() as u64)
-                .query_async::<()>(&mut c)
-                .await
-                .context("SET lease")?;
+        if !kept {
+            let lost: bool = redis::cmd("EXISTS").arg(self.lost_key(id)).query_async(&mut c).await.context("EXISTS")?;
+            if lost {
+                return Ok(false);
+            }
         }
-        Ok(kept)
+        self.hold(info).await?;
+        Ok(true)
     }
 
     /// The egress is over and livekit-server has its final EgressInfo.
@@ -122,6 +129,14 @@ impl Leases {
             let raw: Option<Vec<u8>> = redis::cmd("HGET").arg(&self.records).arg(&id).query_async(&mut c).await.context("HGET")?;
             let won: i64 = redis::cmd("HDEL").arg(&self.records).arg(&id).query_async(&mut c).await.context("HDEL")?;
             let (Some(raw), 1) = (raw, won) else { continue };
+            redis::cmd("SET")
+                .arg(self.lost_key(&id))
+                .arg(&self.server_id)
+                .arg("PX")
+                .arg(LOST_TTL.as_millis() as u64)
+                .query_async::<()>(&mut c)
+                .await
+                .context("SET lost")?;
             let mut lost = match proto::EgressInfo::decode(raw.as_slice()) {
                 Ok(i) => i,
                 Err(e) => {

@@ -248,7 +248,7 @@ impl EgressWorker {
             tokio::time::sleep(REPORT_EVERY).await;
             if renewed.elapsed() >= RENEW_EVERY {
                 renewed = tokio::time::Instant::now();
-                match self.leases.renew(&id).await {
+                match self.leases.renew(&sent).await {
                     Ok(true) => {}
                     Ok(false) => {
                         // Another worker has told livekit-server this egress FAILED.
