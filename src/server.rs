@@ -40,7 +40,7 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
         None => None,
     };
     let app = api::router(ApiState { auth: Arc::new(Auth::new(&key, &secret)), jobs: Arc::clone(&jobs) })
-        .merge(origin::router(OriginState { output_dir: cfg.output_dir.clone(), streams }, &cfg.templates_dir))
+        .merge(origin::router(OriginState { output_dir: cfg.output_dir.clone(), streams }, origin::assets::TemplateSource { override_dir: cfg.templates_dir.clone() }))
         .route("/metrics", get(move || async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }));
     let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("binding {}", cfg.bind))?;
     let addr = listener.local_addr()?;

@@ -125,7 +125,8 @@ async fn livekit_template_contract_and_layout_updates() {
 
     let (code, info) = start_room(
         &server,
-        json!({"room_name": "lk-room", "layout": "grid", "custom_base_url": format!("{site_url}/tpl.html"), "segment_outputs": [{}]}),
+        json!({"room_name": "lk-room", "layout": "grid", "custom_base_url": format!("{site_url}/tpl.html"), "segment_outputs": [{}],
+               "file_outputs": [{"filepath": "{room_name}/{time}.mp4"}]}),
     )
     .await;
     assert_eq!(code, 200, "{info}");
@@ -177,6 +178,11 @@ async fn livekit_template_contract_and_layout_updates() {
     assert_eq!(done["details"], "Source closed", "{done}");
     let (_, playlist) = server.get_text(done["segmentResults"][0]["playlistLocation"].as_str().unwrap()).await;
     assert!(playlist.trim_end().ends_with("#EXT-X-ENDLIST"), "{playlist}");
+    // Issue 17 (8): LiveKit's placeholders are filled, in a sub-folder of the egress's folder.
+    let file = done["fileResults"][0]["filename"].as_str().unwrap_or_default().to_string();
+    assert!(file.starts_with("lk-room/20") && file.ends_with(".mp4"), "{done}");
+    let written = std::fs::metadata(server.out.join(&id).join(&file)).map(|m| m.len()).unwrap_or(0);
+    assert!(written > 10_000, "{file}: {written} bytes");
     let (code, err) = server.twirp("UpdateLayout", json!({"egress_id": id, "layout": "grid"})).await;
     assert_eq!((code, err["code"].as_str()), (412, Some("failed_precondition")), "{err}");
     server.assert_no_leftovers(10 * S).await;

@@ -248,7 +248,16 @@ async fn bad_input_gets_twirp_errors() {
             "not_found",
         ),
         ("unknown method", "Frobnicate", "{}".into(), Some(token(true)), "application/json", 404, "bad_route"),
-        ("not yet", "StartEgress", "{}".into(), Some(token(true)), "application/json", 501, "unimplemented"),
+        (
+            "a file named like the HLS init segment",
+            "StartWebEgress",
+            json!({"url": "http://127.0.0.1:9/", "segment_outputs": [{}], "file_outputs": [{"filepath": "init.mp4"}]}).to_string(),
+            Some(token(true)),
+            "application/json",
+            400,
+            "invalid_argument",
+        ),
+        ("v2 without a source", "StartEgress", "{}".into(), Some(token(true)), "application/json", 400, "invalid_argument"),
     ];
     for (what, method, body, tok, ct, want_status, want_code) in cases {
         let (status, err) = server.twirp_raw(method, &body, tok.as_deref(), ct).await;

@@ -18,7 +18,7 @@ use prost::Message;
 use tracing::{info, warn};
 
 use super::egress_lease::{Leases, RENEW_EVERY};
-use crate::job::manager::JobManager;
+use crate::job::manager::{JobManager, StartContext};
 use crate::job::JobError;
 use crate::load::CpuLoad;
 use crate::psrpc::bus::Bus;
@@ -169,10 +169,11 @@ impl EgressWorker {
         if self.jobs.info(&id).is_some() {
             return Err(JobError::AlreadyExists(format!("egress {id} already exists")).into());
         }
+        let ctx = StartContext { capture: None, room_id: Some(req.room_id.clone()) };
         let start = match req.request {
-            Some(Source::RoomComposite(r)) => self.jobs.start_room_as(&id, r, None),
-            Some(Source::Web(r)) => self.jobs.start_web_as(&id, r, None),
-            Some(Source::Egress(r)) => self.jobs.start_egress_as(&id, r, None),
+            Some(Source::RoomComposite(r)) => self.jobs.start_room_as(&id, r, ctx),
+            Some(Source::Web(r)) => self.jobs.start_web_as(&id, r, ctx),
+            Some(Source::Egress(r)) => self.jobs.start_egress_as(&id, r, ctx),
             Some(Source::Participant(_)) | Some(Source::TrackComposite(_)) | Some(Source::Track(_)) => {
                 Err(JobError::Unimplemented("participant and track egress are not served by roomcast".into()))
             }

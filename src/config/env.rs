@@ -22,7 +22,7 @@ impl Config {
             self.output_dir = v.into();
         }
         if let Some(v) = get("ROOMCAST_TEMPLATES_DIR") {
-            self.templates_dir = v.into();
+            self.templates_dir = Some(v.into());
         }
         if let Some(v) = get("ROOMCAST_CHROMIUM_PATH") {
             self.chromium.path = v.into();

@@ -32,8 +32,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Where egress outputs are written, one folder per egress. Env: ROOMCAST_OUTPUT_DIR.
     pub output_dir: PathBuf,
-    /// Folder of HTML templates and demo pages served at `/templates/`. Env: ROOMCAST_TEMPLATES_DIR.
-    pub templates_dir: PathBuf,
+    /// Folder looked at first for `/templates/…` (file by file); the room template, the test
+    /// publisher and the demo page are built into the binary, so this only overrides.
+    /// Env: ROOMCAST_TEMPLATES_DIR.
+    pub templates_dir: Option<PathBuf>,
     /// Egresses that may run at once; more are refused with `unavailable`. Env: ROOMCAST_MAX_CONCURRENT.
     pub max_concurrent: usize,
     /// How many ended egresses ListEgress remembers.
@@ -62,7 +64,7 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 7890)),
             public_url: None,
             output_dir: PathBuf::from("out"),
-            templates_dir: PathBuf::from("templates"),
+            templates_dir: None,
             max_concurrent: 4,
             keep_ended: 1000,
             chromium: ChromiumConfig::default(),

@@ -22,6 +22,14 @@ use crate::spec::room::check_layout;
 use crate::spec::url::{redact, stream_url};
 use crate::spec::{JobSpec, MAX_STREAM_URLS};
 
+/// What comes with a request besides its fields: the tests' capture override, and the room's
+/// id when livekit-server sends one (it fills `{room_id}` in output names).
+#[derive(Debug, Clone, Default)]
+pub struct StartContext {
+    pub capture: Option<CaptureBackend>,
+    pub room_id: Option<String>,
+}
+
 pub struct JobManager {
     cfg: Arc<Config>,
     registry: Arc<Registry>,
@@ -67,7 +75,7 @@ impl JobManager {
 
     /// Starts a web egress; `capture` overrides the configured capture backend for this one.
     pub fn start_web(&self, req: proto::WebEgressRequest, capture: Option<CaptureBackend>) -> Result<proto::EgressInfo, JobError> {
-        self.start_web_as(&new_egress_id(), req, capture)
+        self.start_web_as(&new_egress_id(), req, StartContext { capture, ..Default::default() })
     }
 
     /// A web egress under an id given by the caller (livekit-server assigns them).
@@ -75,9 +83,9 @@ impl JobManager {
         &self,
         id: &str,
         req: proto::WebEgressRequest,
-        capture: Option<CaptureBackend>,
+        ctx: StartContext,
     ) -> Result<proto::EgressInfo, JobError> {
-        let spec = JobSpec::from_web_request(id, &req, &self.config_for(capture))?;
+        let spec = JobSpec::from_web_request(id, &req, &self.config_for(ctx.capture))?;
         self.start(spec, proto::egress_info::Request::Web(req))
     }
 
@@ -87,7 +95,7 @@ impl JobManager {
         req: proto::RoomCompositeEgressRequest,
         capture: Option<CaptureBackend>,
     ) -> Result<proto::EgressInfo, JobError> {
-        self.start_room_as(&new_egress_id(), req, capture)
+        self.start_room_as(&new_egress_id(), req, StartContext { capture, ..Default::default() })
     }
 
     /// A room composite under an id given by the caller (livekit-server assigns them).
@@ -95,9 +103,9 @@ impl JobManager {
         &self,
         id: &str,
         req: proto::RoomCompositeEgressRequest,
-        capture: Option<CaptureBackend>,
+        ctx: StartContext,
     ) -> Result<proto::EgressInfo, JobError> {
-        let spec = JobSpec::from_room_request(id, &req, &self.config_for(capture))?;
+        let spec = JobSpec::from_room_request_in(id, &req, &self.config_for(ctx.capture), ctx.room_id.as_deref())?;
         self.start(spec, proto::egress_info::Request::RoomComposite(req))
     }
 
@@ -106,15 +114,15 @@ impl JobManager {
         &self,
         id: &str,
         req: proto::StartEgressRequest,
-        capture: Option<CaptureBackend>,
+        ctx: StartContext,
     ) -> Result<proto::EgressInfo, JobError> {
-        let spec = JobSpec::from_start_request(id, &req, &self.config_for(capture))?;
+        let spec = JobSpec::from_start_request_in(id, &req, &self.config_for(ctx.capture), ctx.room_id.as_deref())?;
         self.start(spec, proto::egress_info::Request::Egress(req))
     }
 
     /// A v2 StartEgress under a new id.
     pub fn start_egress(&self, req: proto::StartEgressRequest, capture: Option<CaptureBackend>) -> Result<proto::EgressInfo, JobError> {
-        self.start_egress_as(&new_egress_id(), req, capture)
+        self.start_egress_as(&new_egress_id(), req, StartContext { capture, ..Default::default() })
     }
 
     fn start(&self, spec: JobSpec, request: proto::egress_info::Request) -> Result<proto::EgressInfo, JobError> {

@@ -49,9 +49,22 @@ impl Supervisor {
     /// Runs the egress of `spec` to its end (`live`: its HLS store, already registered).
     pub async fn run(self, spec: JobSpec, live: Option<Arc<LiveHls>>, control: mpsc::UnboundedReceiver<Control>) {
         let id = spec.egress_id.clone();
-        match Outputs::new(&spec, &self.cfg.output_dir.join(&id), live, self.cfg.stream.retry()) {
+        let store = live.clone();
+        let started = match Outputs::new(&spec, &self.cfg.output_dir.join(&id), live, self.cfg.stream.retry()) {
             Ok(outputs) => self.run_worker(spec, outputs, control).await,
-            Err(e) => self.registry.finish(&id, |s| s.fail(&format!("output: {e:#}"))),
+            Err(e) => {
+                self.registry.finish(&id, |s| s.fail(&format!("output: {e:#}")));
+                false
+            }
+        };
+        // Whatever ended the egress, its live store is final (its watchdog returns); one that
+        // never got a worker has nothing a player could want, so it goes at once.
+        if let Some(store) = store {
+            store.update(|st| st.finished = true);
+        }
+        if !started {
+            self.live.remove(&id);
+            return;
         }
         let streams = Arc::clone(&self.live);
         tokio::spawn(async move {
@@ -72,11 +85,16 @@ impl Supervisor {
         Ok((w, rx, false))
     }
 
-    async fn run_worker(&self, spec: JobSpec, mut outputs: Outputs, mut control: mpsc::UnboundedReceiver<Control>) {
+    /// Runs the worker to its end; false when no worker could be started.
+    async fn run_worker(&self, spec: JobSpec, mut outputs: Outputs, mut control: mpsc::UnboundedReceiver<Control>) -> bool {
         let id = spec.egress_id.clone();
         let (mut worker, mut from_worker, warm) = match self.worker_for(&spec).await {
             Ok(w) => w,
-            Err(e) => return self.registry.finish(&id, |s| s.fail(&format!("{e:#}"))),
+            Err(e) => {
+                let _ = outputs.finish().await;
+                self.registry.finish(&id, |s| s.fail(&format!("{e:#}")));
+                return false;
+            }
         };
         info!(worker_pid = worker.pid(), warm, "worker started");
         let stop_grace = Duration::from_secs(self.cfg.timeouts.stop_secs);
@@ -157,5 +175,6 @@ impl Supervisor {
             }
         });
         info!(%exit, "egress ended");
+        true
     }
 }

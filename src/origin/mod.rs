@@ -3,6 +3,7 @@
 //! segments and the playlists of ended egresses from the output folder, the player page, and
 //! the templates Chromium loads. It knows nothing of jobs or workers.
 
+pub mod assets;
 pub mod live;
 pub mod llhls;
 pub mod playlist;
@@ -16,7 +17,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::CorsLayer;
-use tower_http::services::ServeDir;
 
 use live::LiveRegistry;
 
@@ -29,16 +29,17 @@ pub struct OriginState {
     pub streams: Arc<LiveRegistry>,
 }
 
-pub fn router(state: OriginState, templates_dir: &Path) -> Router {
+pub fn router(state: OriginState, templates: assets::TemplateSource) -> Router {
+    let pages = Router::new().route("/templates/{*file}", get(assets::template_file)).with_state(templates);
     Router::new()
         .route("/hls/{egress_id}/{*file}", get(hls_file))
         .route("/play/{egress_id}", get(|| async { Html(PLAYER_HTML) }))
         .route("/play/{egress_id}/{*playlist}", get(|| async { Html(PLAYER_HTML) }))
         .route("/static/hls.min.js", get(hls_js))
         .route("/healthz", get(|| async { "ok" }))
-        .nest_service("/templates", ServeDir::new(templates_dir))
-        .layer(CorsLayer::permissive())
         .with_state(state)
+        .merge(pages)
+        .layer(CorsLayer::permissive())
 }
 
 async fn hls_js() -> impl IntoResponse {

@@ -4,6 +4,7 @@
 //! here; this module imports only `config`, `clock` (time formatting) and external crates.
 
 pub mod encoding;
+pub mod names;
 pub mod request;
 pub mod request_v2;
 pub mod room;

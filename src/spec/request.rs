@@ -5,12 +5,12 @@
 use livekit_protocol as proto;
 
 use super::encoding::{audio_spec, video_spec, Encoding};
+use super::names::{check_collisions, file_path, output_name, Placeholders};
 use super::room::{check_layout, recorder_token, template_url};
 use super::timing::HlsTiming;
 use super::types::*;
 use super::url::{check_page_url, stream_url};
 use super::SpecError;
-use crate::clock::{file_stamp, unix_secs};
 use crate::config::Config;
 
 /// The [`RequestOutputs`] of a request: web and room composite requests have the same output fields,
@@ -70,11 +70,10 @@ impl<'a> RequestOutputs<'a> {
     }
 
     /// The file outputs (at most one), for a picture or not.
-    fn files(&self, has_video: bool) -> Result<Vec<FileSpec>, SpecError> {
+    fn files(&self, has_video: bool, ph: &Placeholders) -> Result<Vec<FileSpec>, SpecError> {
         if self.files.len() > 1 {
             return Err(SpecError::invalid("at most one file output per egress"));
         }
-        let now = file_stamp(unix_secs());
         let mut out = vec![];
         for f in &self.files {
             if f.output.is_some() {
@@ -95,18 +94,14 @@ impl<'a> RequestOutputs<'a> {
                 FileKind::Mp4 => ".mp4",
                 FileKind::Ogg => ".ogg",
             };
-            let default = format!("recording-{{time}}{ext}");
-            let filepath = output_name(&f.filepath, &default, "filepath", &now)?;
-            if !filepath.ends_with(ext) {
-                return Err(SpecError::invalid(format!("filepath {filepath:?} must end in {ext}")));
-            }
+            let filepath = file_path(&f.filepath, ext, ph)?;
             out.push(FileSpec { filepath, kind });
         }
         Ok(out)
     }
 
     /// The image outputs, sized against the picture.
-    fn images(&self, video: Option<&VideoSpec>) -> Result<Vec<ImageSpec>, SpecError> {
+    fn images(&self, video: Option<&VideoSpec>, ph: &Placeholders) -> Result<Vec<ImageSpec>, SpecError> {
         if self.images.len() > 4 {
             return Err(SpecError::invalid("at most 4 image outputs per egress"));
         }
@@ -142,35 +137,21 @@ impl<'a> RequestOutputs<'a> {
                 X::ImageSuffixTimestamp => ImageSuffix::Timestamp,
                 X::ImageSuffixNoneOverwrite => ImageSuffix::Overwrite,
             };
-            let now = file_stamp(unix_secs());
-            let filename_prefix = output_name(&i.filename_prefix, "image", "filename_prefix", &now)?;
+            let filename_prefix = output_name(&i.filename_prefix, "image", "filename_prefix", ph)?;
             out.push(ImageSpec { filename_prefix, interval_secs, width, height, suffix });
         }
         Ok(out)
     }
 }
 
-/// Fills LiveKit's filename placeholders and checks the result stays inside the egress folder.
-pub(super) fn output_name(template: &str, default: &str, what: &str, now: &str) -> Result<String, SpecError> {
-    let raw = if template.is_empty() { default } else { template };
-    let name = raw.replace("{time}", now).replace("{utc}", now).replace("{room_name}", "").replace("{room_id}", "");
-    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
-    let ok_path = !name.is_empty() && !name.starts_with('/') && name.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
-    if !ok_chars || !ok_path {
-        return Err(SpecError::invalid(format!("{what} {raw:?} must be a relative path of letters, digits, '.', '_', '-' and '/'")));
-    }
-    Ok(name)
-}
-
-fn hls_spec(out: &proto::SegmentedFileOutput, video: Option<&VideoSpec>, cfg: &Config) -> Result<HlsSpec, SpecError> {
+fn hls_spec(out: &proto::SegmentedFileOutput, video: Option<&VideoSpec>, cfg: &Config, ph: &Placeholders) -> Result<HlsSpec, SpecError> {
     if out.output.is_some() {
         return Err(SpecError::Unsupported(
             "cloud uploads (s3/gcp/azure/aliOSS) are not supported: roomcast serves segments from its own origin".into(),
         ));
     }
-    let now = file_stamp(unix_secs());
-    let playlist_name = output_name(&out.playlist_name, "playlist.m3u8", "playlist_name", &now)?;
-    let live_playlist_name = output_name(&out.live_playlist_name, "live.m3u8", "live_playlist_name", &now)?;
+    let playlist_name = output_name(&out.playlist_name, "playlist.m3u8", "playlist_name", ph)?;
+    let live_playlist_name = output_name(&out.live_playlist_name, "live.m3u8", "live_playlist_name", ph)?;
     for n in [&playlist_name, &live_playlist_name] {
         if !n.ends_with(".m3u8") {
             return Err(SpecError::invalid(format!("playlist name {n:?} must end in .m3u8")));
@@ -182,7 +163,7 @@ fn hls_spec(out: &proto::SegmentedFileOutput, video: Option<&VideoSpec>, cfg: &C
     if playlist_name == MULTIVARIANT_NAME || live_playlist_name == MULTIVARIANT_NAME {
         return Err(SpecError::invalid(format!("{MULTIVARIANT_NAME} is the multivariant playlist's name; choose another playlist name")));
     }
-    let segment_prefix = output_name(&out.filename_prefix, "segment", "filename_prefix", &now)?;
+    let segment_prefix = output_name(&out.filename_prefix, "segment", "filename_prefix", ph)?;
     let segment_duration = match out.segment_duration {
         0 => cfg.hls.segment_duration,
         d if (1..=20).contains(&d) => d,
@@ -209,7 +190,8 @@ impl JobSpec {
     pub fn from_web_request(egress_id: &str, req: &proto::WebEgressRequest, cfg: &Config) -> Result<Self, SpecError> {
         let url = check_page_url(&req.url)?;
         let outputs = outputs_of!(req, proto::web_egress_request::Output);
-        let mut spec = Self::build(egress_id, url, req.audio_only, req.video_only, req.options.as_ref().into(), outputs, cfg)?;
+        let ph = Placeholders::at(crate::clock::unix_ms(), None);
+        let mut spec = Self::build(egress_id, url, req.audio_only, req.video_only, req.options.as_ref().into(), outputs, cfg, &ph)?;
         spec.await_start_signal = req.await_start_signal;
         Ok(spec)
     }
@@ -219,6 +201,18 @@ impl JobSpec {
     /// START_RECORDING.
     #[allow(deprecated)]
     pub fn from_room_request(egress_id: &str, req: &proto::RoomCompositeEgressRequest, cfg: &Config) -> Result<Self, SpecError> {
+        Self::from_room_request_in(egress_id, req, cfg, None)
+    }
+
+    /// [`Self::from_room_request`] for a room whose id the caller knows (livekit-server sends
+    /// the room's sid); without one, `{room_id}` is the room name.
+    #[allow(deprecated)]
+    pub fn from_room_request_in(
+        egress_id: &str,
+        req: &proto::RoomCompositeEgressRequest,
+        cfg: &Config,
+        room_id: Option<&str>,
+    ) -> Result<Self, SpecError> {
         let room = req.room_name.trim();
         if room.is_empty() {
             return Err(SpecError::invalid("room_name is required"));
@@ -237,13 +231,15 @@ impl JobSpec {
         let token = recorder_token(&key, &secret, room, egress_id, ttl).map_err(|e| SpecError::invalid(format!("{e:#}")))?;
         let url = template_url(&base, cfg.room.sfu, &cfg.room.url, &token, &req.layout);
         let outputs = outputs_of!(req, proto::room_composite_egress_request::Output);
-        let mut spec = Self::build(egress_id, url, req.audio_only, req.video_only, req.options.as_ref().into(), outputs, cfg)?;
+        let ph = Placeholders::at(crate::clock::unix_ms(), Some((room, room_id.filter(|i| !i.is_empty()).unwrap_or(room))));
+        let mut spec = Self::build(egress_id, url, req.audio_only, req.video_only, req.options.as_ref().into(), outputs, cfg, &ph)?;
         spec.await_start_signal = true;
         spec.start_timeout_secs = cfg.room.start_timeout_secs;
         spec.room = Some(RoomSpec { room_name: room.to_string(), layout: req.layout.clone(), sfu: cfg.room.sfu });
         Ok(spec)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn build(
         egress_id: &str,
         url: String,
@@ -252,6 +248,7 @@ impl JobSpec {
         encoding: Encoding,
         outputs: RequestOutputs,
         cfg: &Config,
+        ph: &Placeholders,
     ) -> Result<Self, SpecError> {
         if audio_only && video_only {
             return Err(SpecError::invalid("audio_only and video_only cannot both be set"));
@@ -263,10 +260,10 @@ impl JobSpec {
         let default_seg = proto::SegmentedFileOutput::default();
         // Checked even for audio_only, so a bad request is refused the same either way.
         let video = video_spec(encoding, cfg)?;
-        let files = outputs.files(has_video)?;
+        let files = outputs.files(has_video, ph)?;
         let mut audio = if video_only { None } else { Some(audio_spec(encoding, cfg)?) };
         let video = if audio_only { None } else { Some(video) };
-        let images = outputs.images(video.as_ref())?;
+        let images = outputs.images(video.as_ref(), ph)?;
         if files.iter().any(|f| f.kind == FileKind::Ogg) {
             // An Ogg file holds Opus: the egress's sound is Opus (unless AAC was asked for).
             let asked_aac = matches!(encoding, Encoding::Advanced(a) if a.audio_codec == proto::AudioCodec::Aac as i32);
@@ -282,12 +279,14 @@ impl JobSpec {
         {
             return Err(SpecError::invalid("RTMP carries AAC sound, not Opus"));
         }
+        let hls = hls_spec(seg.unwrap_or(&default_seg), video.as_ref(), cfg, ph)?;
+        check_collisions(seg.map(|_| &hls), &files, &images)?;
         Ok(JobSpec {
             egress_id: egress_id.to_string(),
             url,
             await_start_signal: false,
             start_timeout_secs: cfg.timeouts.start_secs,
-            hls: Some(hls_spec(seg.unwrap_or(&default_seg), video.as_ref(), cfg)?),
+            hls: Some(hls),
             serve_hls: seg.is_some(),
             streams,
             files,

@@ -112,8 +112,18 @@ pub fn v1_request(req: &proto::StartEgressRequest) -> Result<V1Request, SpecErro
 impl super::JobSpec {
     /// A v2 request: the spec of the v1 request it amounts to.
     pub fn from_start_request(egress_id: &str, req: &proto::StartEgressRequest, cfg: &crate::config::Config) -> Result<Self, SpecError> {
+        Self::from_start_request_in(egress_id, req, cfg, None)
+    }
+
+    /// [`Self::from_start_request`] for a room whose id the caller knows.
+    pub fn from_start_request_in(
+        egress_id: &str,
+        req: &proto::StartEgressRequest,
+        cfg: &crate::config::Config,
+        room_id: Option<&str>,
+    ) -> Result<Self, SpecError> {
         match v1_request(req)? {
-            V1Request::Room(r) => Self::from_room_request(egress_id, &r, cfg),
+            V1Request::Room(r) => Self::from_room_request_in(egress_id, &r, cfg, room_id),
             V1Request::Web(w) => Self::from_web_request(egress_id, &w, cfg),
         }
     }

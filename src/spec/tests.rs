@@ -1,6 +1,5 @@
 //! Unit tests of request → spec: defaults, presets, bad input, the timing grid, room composites.
 
-use super::request::output_name;
 use super::*;
 use crate::config::Config;
 use livekit_protocol as proto;
@@ -184,9 +183,24 @@ fn bad_room_requests_are_invalid_argument() {
 }
 
 #[test]
-fn time_placeholder_is_filled() {
-    let n = output_name("rec-{time}.m3u8", "x", "playlist_name", "2026-01-02T030405").unwrap();
-    assert_eq!(n, "rec-2026-01-02T030405.m3u8");
+fn file_names_are_filled_and_never_collide() {
+    let cfg = Config::default();
+    let mut r = room_req("team sync");
+    r.file_outputs = vec![proto::EncodedFileOutput { filepath: "{room_name}/{time}.mp4".into(), ..Default::default() }];
+    let spec = JobSpec::from_room_request("e", &r, &cfg).unwrap();
+    assert!(spec.files[0].filepath.starts_with("team_sync/20") && spec.files[0].filepath.ends_with(".mp4"), "{:?}", spec.files);
+    let mut w = req("http://a/");
+    w.file_outputs = vec![proto::EncodedFileOutput { filepath: "init.mp4".into(), ..Default::default() }];
+    let err = JobSpec::from_web_request("e", &w, &cfg).unwrap_err();
+    assert!(matches!(&err, SpecError::Invalid(m) if m.contains("init segment")), "{err:?}");
+    // Without a segment output there is no init segment to collide with.
+    w.segment_outputs.clear();
+    assert!(JobSpec::from_web_request("e", &w, &cfg).is_ok());
+    w.segment_outputs = vec![proto::SegmentedFileOutput::default()];
+    w.file_outputs[0].filepath = "live.m3u8/x.mp4".into();
+    assert!(JobSpec::from_web_request("e", &w, &cfg).is_err(), "a folder where the live playlist is");
+    w.file_outputs[0].filepath = "{room_name}.mp4".into();
+    assert!(JobSpec::from_web_request("e", &w, &cfg).is_err(), "a web egress has no room name");
 }
 
 #[test]

@@ -55,12 +55,15 @@ impl Server {
         // The server's log goes to a file, shown when a test fails.
         let log = std::fs::File::create(tmp.path().join("serve.log")).unwrap();
         let url = format!("http://127.0.0.1:{port}");
+        // An empty working directory: serve finds its templates in its own binary (issue 17.7).
+        let cwd = tmp.path().join("cwd");
+        std::fs::create_dir(&cwd).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
+            .current_dir(&cwd)
             .args(["--config", &config.display().to_string(), "serve", "--bind", &format!("127.0.0.1:{port}")])
             .env("LIVEKIT_API_KEY", KEY)
             .env("LIVEKIT_API_SECRET", SECRET)
             .env("ROOMCAST_OUTPUT_DIR", &out)
-            .env("ROOMCAST_TEMPLATES_DIR", repo().join("templates"))
             .env("TMPDIR", tmp.path())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,chromiumoxide=error".into()))
             .stdin(Stdio::null())
