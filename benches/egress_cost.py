@@ -114,9 +114,9 @@ def new_picture_share(playlist):
     return frames("mpdecimate") / total if total else float("nan")
 
 
-def frame_counts(url, ids):
+def frame_counts(metrics_url, ids):
     """Summed roomcast_video_frames_total by kind over the egresses `ids`."""
-    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
     counts = {}
     for m in re.finditer(r'roomcast_video_frames_total\{egress_id="([^"]+)",kind="([^"]+)"\} (\d+)', text):
         if m.group(1) in ids:
@@ -195,8 +195,8 @@ def first_part_waiter(url, eid, t0, limit):
 def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None, backend=None, pool=0, split=False):
     tmp = tempfile.mkdtemp(prefix="roomcast-bench-")
     port = free_port(); url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out",
-               ROOMCAST_TEMPLATES_DIR=os.path.join(os.path.dirname(__file__), "..", "templates"),
+    metrics_port = free_port(); metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out", ROOMCAST_METRICS_BIND=f"127.0.0.1:{metrics_port}",
                LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG=os.environ.get("RUST_LOG", "warn"))
     if backend:
         env.update(backend_env(backend))
@@ -248,7 +248,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
             time.sleep(1)
         wall = time.monotonic() - t0
         after = {p: cpu_ticks(p) for p in pids}
-        counts = frame_counts(url, ids)
+        counts = frame_counts(metrics_url, ids)
         ticks = sum(after[p] - before[p] for p in pids if before[p] is not None and after[p] is not None)
         cores = ticks / CLK / wall / n
         if split:

@@ -13,6 +13,7 @@ pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod job;
+pub mod listener;
 pub mod load;
 pub mod media;
 pub mod metrics;

@@ -73,7 +73,7 @@ async fn check_backend(backend: &str, binary_marker: &str, min_distinct: f64) {
     assert!(cmd.contains(binary_marker), "{backend} runs {binary_marker}: {cmd}");
     tokio::time::sleep(6 * S).await;
 
-    let (code, metrics) = server.get_text(&format!("{}/metrics", server.url)).await;
+    let (code, metrics) = server.get_text(&server.metrics_url).await;
     assert_eq!(code, 200);
     let captured = frames_metric(&metrics, &id, "captured").unwrap_or_else(|| panic!("no captured count for {id}: {metrics}"));
     let encoded = frames_metric(&metrics, &id, "encoded").expect("encoded count");
@@ -83,7 +83,7 @@ async fn check_backend(backend: &str, binary_marker: &str, min_distinct: f64) {
     assert!(metrics.contains(&format!("roomcast_encoder_lag_milliseconds{{egress_id=\"{id}\"}}")), "{metrics}");
 
     let done = server.stop(&id, "EGRESS_COMPLETE").await;
-    let (_, after) = server.get_text(&format!("{}/metrics", server.url)).await;
+    let (_, after) = server.get_text(&server.metrics_url).await;
     assert!(!after.contains(&id), "an ended egress's series are gone: {after}");
 
     let url = done["segmentResults"][0]["playlistLocation"].as_str().unwrap().to_string();

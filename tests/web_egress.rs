@@ -400,16 +400,88 @@ async fn killed_worker_fails_cleanly_and_keeps_output() {
 /// every Chromium before the process exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_everything_and_finalises() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _serial = SERIAL.lock().await;
-    let mut server = Server::start().await;
-    let id = server.start_web(&server.page("demo/animated.html")).await;
-    server.wait_segments(&id, 1, 20 * S).await;
-    let status = server.terminate(40 * S);
+    let (drain, grace) = (20, 2);
+    let mut server = Server::start_with_config(&format!(
+        "timeouts:\n  drain_secs: {drain}\nhttp:\n  header_read_timeout_secs: 120\n  close_grace_secs: {grace}\n"
+    ))
+    .await;
+    let hls = server.start_web(&server.page("demo/animated.html")).await;
+    let mp4 = server.start_egress(json!({"url": server.page("demo/animated.html"), "file_outputs": [{"filepath": "rec.mp4"}]})).await;
+    server.wait_segments(&hls, 1, 20 * S).await;
+    server.wait_status(&mp4, "EGRESS_ACTIVE", 20 * S).await;
+    tokio::time::sleep(2 * S).await;
+    // A client that sends half a request and waits: it must not hold the shutdown.
+    let mut half = tokio::net::TcpStream::connect(server.url.trim_start_matches("http://")).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let t0 = Instant::now();
+    unsafe { libc::kill(server.pid(), libc::SIGTERM) };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // New egresses are refused at once (or the listener is already gone).
+    if let Ok(r) = reqwest::Client::new()
+        .post(format!("{}/twirp/livekit.Egress/StartWebEgress", server.url))
+        .bearer_auth(token(true))
+        .json(&json!({"url": server.page("demo/animated.html"), "segment_outputs": [{}]}))
+        .send()
+        .await
+    {
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!((status, body["code"].as_str()), (503, Some("unavailable")), "a start during shutdown: {body}");
+    }
+    let status = tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(drain + grace + 10)));
+    let took = t0.elapsed();
     assert!(status.success(), "serve exited with {status}");
+    assert!(took <= Duration::from_secs(drain + grace + 3), "serve took {took:?} to exit (drain {drain} s + grace {grace} s)");
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(2 * S, half.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the half request's connection is closed: {closed:?}");
     assert!(server.chromium_pids().is_empty(), "chromium survived serve: {:?}", server.chromium_pids());
     assert!(server.workers().is_empty(), "workers survived serve");
-    let pl = std::fs::read_to_string(local_playlist(&server, &id, "playlist.m3u8")).unwrap();
+    let pl = std::fs::read_to_string(local_playlist(&server, &hls, "playlist.m3u8")).unwrap();
     assert!(pl.trim_end().ends_with("#EXT-X-ENDLIST"), "{pl}");
+    let file = server.out.join(&mp4).join("rec.mp4");
+    let probe = ffprobe(&file.display().to_string());
+    let duration: f64 = probe["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
+    assert!(duration >= 1.0, "the MP4 is final and plays: {probe}");
+}
+
+/// Issue 17 (2): a client that never finishes its request headers is cut off after
+/// `http.header_read_timeout_secs`; recordings are streamed with Range and HEAD; metrics are
+/// on their own listener, not beside the API and origin.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_ranges_and_the_metrics_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _serial = SERIAL.lock().await;
+    let server = Server::start_with_config("http:\n  header_read_timeout_secs: 2\n").await;
+    let mut half = tokio::net::TcpStream::connect(server.url.trim_start_matches("http://")).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = vec![0u8; 512];
+    let got = tokio::time::timeout(8 * S, half.read(&mut buf)).await;
+    assert!(matches!(got, Ok(Ok(_)) | Ok(Err(_))), "a half request is cut off within the header timeout: {got:?}");
+
+    let (code, _) = server.get_text(&format!("{}/metrics", server.url)).await;
+    assert_eq!(code, 404, "no metrics beside the API and the origin");
+    let (code, text) = server.get_text(&server.metrics_url).await;
+    assert_eq!(code, 200, "metrics on their own listener: {text}");
+
+    // A file in an egress folder, served with Range and HEAD.
+    let dir = server.out.join("EG_range");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("rec.mp4"), &data).unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/hls/EG_range/rec.mp4", server.url);
+    let r = http.get(&url).header("Range", "bytes=1000-1999").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.headers()["content-type"], "video/mp4");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[1000..2000]);
+    let r = http.head(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-length"], "1000000");
+    let full = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(full.len(), data.len());
 }
 
 /// `await_start_signal`: nothing is recorded before the page logs START_RECORDING, and

@@ -18,6 +18,12 @@ impl Config {
         if let Some(v) = get("ROOMCAST_PUBLIC_URL") {
             self.public_url = Some(v);
         }
+        if let Some(v) = get("ROOMCAST_METRICS_BIND") {
+            self.metrics_bind = match v.as_str() {
+                "" | "off" => None,
+                v => Some(v.parse().with_context(|| format!("ROOMCAST_METRICS_BIND={v}"))?),
+            };
+        }
         if let Some(v) = get("ROOMCAST_OUTPUT_DIR") {
             self.output_dir = v.into();
         }

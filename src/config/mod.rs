@@ -30,6 +30,10 @@ pub struct Config {
     /// Base URL written into playlist locations and player links; defaults to `http://{bind}`.
     /// Env: ROOMCAST_PUBLIC_URL.
     pub public_url: Option<String>,
+    /// Where `/metrics` is served, apart from the API and the origin (its labels name every
+    /// live egress); none turns it off. Env: ROOMCAST_METRICS_BIND (`off` for none).
+    pub metrics_bind: Option<SocketAddr>,
+    pub http: HttpConfig,
     /// Where egress outputs are written, one folder per egress. Env: ROOMCAST_OUTPUT_DIR.
     pub output_dir: PathBuf,
     /// Folder looked at first for `/templates/…` (file by file); the room template, the test
@@ -63,6 +67,8 @@ impl Default for Config {
             api_secret: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 7890)),
             public_url: None,
+            metrics_bind: Some(SocketAddr::from(([127, 0, 0, 1], 7891))),
+            http: HttpConfig::default(),
             output_dir: PathBuf::from("out"),
             templates_dir: None,
             max_concurrent: 4,

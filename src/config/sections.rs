@@ -376,6 +376,28 @@ pub struct Timeouts {
     pub start_secs: u64,
     /// How long a stopping egress may take to drain before it is killed, seconds.
     pub stop_secs: u64,
+    /// On SIGTERM, how long every egress together may take to stop (in parallel), seconds;
+    /// keep it above `stop_secs` and, with `http.close_grace_secs`, below the orchestrator's
+    /// kill deadline (Kubernetes: 30 s).
+    pub drain_secs: u64,
+}
+
+/// How serve's HTTP listener treats clients (src/listener.rs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A client must have sent a request's headers within this many seconds of starting it.
+    pub header_read_timeout_secs: u64,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// At shutdown, after the egresses have stopped: how long open connections may finish.
+    pub close_grace_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { header_read_timeout_secs: 10, max_connections: 1024, close_grace_secs: 5 }
+    }
 }
 
 impl Default for ChromiumConfig {
@@ -398,6 +420,6 @@ impl Default for HlsConfig {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { start_secs: 30, stop_secs: 15 }
+        Self { start_secs: 30, stop_secs: 15, drain_secs: 20 }
     }
 }

@@ -1,6 +1,7 @@
 //! The egresses of this node, as the API sees them: admits and starts them (one supervised
 //! worker process each, see [`super::supervisor`]), lists, updates and stops them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ pub struct JobManager {
     pool: Arc<WarmPool>,
     live: Arc<LiveRegistry>,
     metrics: Arc<Metrics>,
+    /// Cleared at shutdown: from then on every start is refused.
+    accepting: AtomicBool,
 }
 
 /// An update (layout, stream URLs) is for an egress that is starting or running.
@@ -52,7 +55,14 @@ fn new_egress_id() -> String {
 
 impl JobManager {
     pub fn new(cfg: Arc<Config>, live: Arc<LiveRegistry>, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Self { registry: Arc::new(Registry::new(cfg.keep_ended)), pool: WarmPool::new(Arc::clone(&cfg)), cfg, live, metrics })
+        Arc::new(Self {
+            registry: Arc::new(Registry::new(cfg.keep_ended)),
+            pool: WarmPool::new(Arc::clone(&cfg)),
+            cfg,
+            live,
+            metrics,
+            accepting: AtomicBool::new(true),
+        })
     }
 
     /// Fills the warm pool (in the background).
@@ -142,6 +152,11 @@ impl JobManager {
         let info = state.info().clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let mut jobs = self.registry.lock();
+        // Checked under the registry's lock, which shutdown takes after clearing the flag:
+        // no start slips in between.
+        if !self.accepting.load(Ordering::SeqCst) {
+            return Err(JobError::Unavailable("this node is shutting down".into()));
+        }
         if jobs.map.contains_key(&id) {
             return Err(JobError::AlreadyExists(format!("egress {id} already exists")));
         }
@@ -251,8 +266,16 @@ impl JobManager {
         Ok(entry.state.info().clone())
     }
 
-    /// Stops every live egress and waits (bounded) for them to finish.
-    pub async fn shutdown(&self) {
+    /// Refuses every start from now on (the first step of a shutdown).
+    pub fn refuse_new(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// Stops every live egress at once and waits for them all, together, for at most `drain`:
+    /// each finalises its outputs (playlists closed, MP4 rewritten, streams closed) while the
+    /// origin still serves. One still running after that is aborted, which kills its worker.
+    pub async fn shutdown(&self, drain: Duration) {
+        self.refuse_new();
         let tasks: Vec<JoinHandle<()>> = {
             let mut jobs = self.registry.lock();
             jobs.map
@@ -266,13 +289,11 @@ impl JobManager {
                 .collect()
         };
         self.pool.shutdown();
-        info!(count = tasks.len(), "stopping egresses");
-        let grace = Duration::from_secs(self.cfg.timeouts.stop_secs + 10);
-        for t in tasks {
-            let abort = t.abort_handle();
-            if tokio::time::timeout(grace, t).await.is_err() {
-                abort.abort();
-            }
+        info!(count = tasks.len(), ?drain, "stopping egresses");
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        if tokio::time::timeout(drain, futures::future::join_all(tasks)).await.is_err() {
+            warn!("egresses still stopping after {drain:?}: aborted");
+            aborts.iter().for_each(|a| a.abort());
         }
     }
 }

@@ -12,11 +12,13 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use tower::ServiceExt;
 use tower_http::cors::CorsLayer;
+use tower_http::services::ServeFile;
 
 use live::LiveRegistry;
 
@@ -67,6 +69,7 @@ async fn hls_file(
     State(st): State<OriginState>,
     UrlPath((egress_id, file)): UrlPath<(String, String)>,
     RawQuery(query): RawQuery,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let Some(path) = safe_join(&st.output_dir, &egress_id, &file) else {
@@ -77,22 +80,36 @@ async fn hls_file(
             return r;
         }
     }
-    match tokio::fs::read(&path).await {
-        Ok(data) => {
-            let ct = content_type(&path);
-            if ct == llhls::PLAYLIST_TYPE {
-                // A stream no longer in memory: its playlists are final.
+    let ct = content_type(&path);
+    if ct == llhls::PLAYLIST_TYPE {
+        // A stream no longer in memory: its playlists are final (and small: read whole).
+        return match tokio::fs::read(&path).await {
+            Ok(data) => {
                 let gz = llhls::accepts_gzip(&headers);
                 let body = if gz { llhls::gzip(&data) } else { data.into() };
-                return llhls::playlist_response(body, gz, "public, max-age=60");
+                llhls::playlist_response(body, gz, "public, max-age=60")
             }
-            let mut r = data.into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(llhls::IMMUTABLE));
-            r
-        }
-        Err(_) => StatusCode::NOT_FOUND.into_response(),
+            Err(_) => StatusCode::NOT_FOUND.into_response(),
+        };
     }
+    // Segments and recordings are streamed from disk, never read whole (fifty downloads of a
+    // long MP4 would hold fifty copies), with Range and HEAD as players and downloaders use.
+    let mut req = axum::http::Request::new(axum::body::Body::empty());
+    *req.method_mut() = method;
+    for h in [header::RANGE, header::IF_RANGE, header::IF_MODIFIED_SINCE, header::IF_UNMODIFIED_SINCE] {
+        if let Some(v) = headers.get(&h) {
+            req.headers_mut().insert(h, v.clone());
+        }
+    }
+    let Ok(mut r) = ServeFile::new_with_mime(&path, &mime_of(ct)).oneshot(req).await;
+    if r.status().is_success() {
+        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(llhls::IMMUTABLE));
+    }
+    r.map(axum::body::Body::new)
+}
+
+fn mime_of(ct: &'static str) -> mime::Mime {
+    ct.parse().unwrap_or(mime::APPLICATION_OCTET_STREAM)
 }
 
 #[cfg(test)]

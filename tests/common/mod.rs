@@ -35,6 +35,8 @@ pub fn repo() -> PathBuf {
 pub struct Server {
     child: Option<Child>,
     pub url: String,
+    /// Where `/metrics` is served (its own listener).
+    pub metrics_url: String,
     pub tmp: tempfile::TempDir,
     pub out: PathBuf,
     http: reqwest::Client,
@@ -55,6 +57,7 @@ impl Server {
         // The server's log goes to a file, shown when a test fails.
         let log = std::fs::File::create(tmp.path().join("serve.log")).unwrap();
         let url = format!("http://127.0.0.1:{port}");
+        let metrics_port = free_port();
         // An empty working directory: serve finds its templates in its own binary (issue 17.7).
         let cwd = tmp.path().join("cwd");
         std::fs::create_dir(&cwd).unwrap();
@@ -64,13 +67,15 @@ impl Server {
             .env("LIVEKIT_API_KEY", KEY)
             .env("LIVEKIT_API_SECRET", SECRET)
             .env("ROOMCAST_OUTPUT_DIR", &out)
+            .env("ROOMCAST_METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
             .env("TMPDIR", tmp.path())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,chromiumoxide=error".into()))
             .stdin(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start roomcast serve");
-        let server = Server { child: Some(child), url, tmp, out, http: reqwest::Client::new() };
+        let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+        let server = Server { child: Some(child), url, metrics_url, tmp, out, http: reqwest::Client::new() };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(r) = server.http.get(format!("{}/healthz", server.url)).send().await {
@@ -238,8 +243,13 @@ impl Server {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        self.wait_exit(within)
+    }
+
+    /// Waits for serve to exit (killing it and failing the test if it does not).
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("server running");
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
