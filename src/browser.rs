@@ -149,6 +149,7 @@ impl Chromium {
         };
         // If the process that launched it dies (even by SIGKILL), so does Chromium.
         crate::proc::die_with_parent(&mut cmd);
+        crate::proc::clean_env(&mut cmd);
         let mut child = cmd.spawn().with_context(|| match rendering {
             Rendering::Headless | Rendering::X11 => format!("starting {binary}"),
             Rendering::BeginFrameControl => format!("starting {binary} (apt install chromium-headless-shell)"),
@@ -247,20 +248,21 @@ impl Drop for KillGuard {
 
 /// Navigates and waits for the load event; network errors and HTTP errors fail clearly.
 pub async fn load(page: &Page, url: &str, timeout: Duration) -> Result<()> {
+    let shown = mask_jwts(url);
     let mut loaded = page.event_listener::<EventLoadEventFired>().await?;
     let nav = tokio::time::timeout(timeout, page.execute(NavigateParams::new(url)))
         .await
-        .map_err(|_| anyhow!("page load error: no response from {url} within {timeout:?}"))?
+        .map_err(|_| anyhow!("page load error: no response from {shown} within {timeout:?}"))?
         .context("page load error")?;
     if let Some(err) = &nav.result.error_text {
         if err.contains("ERR_HTTP_RESPONSE_CODE_FAILURE") {
-            bail!("page load error: HTTP error status ({err}) loading {url}");
+            bail!("page load error: HTTP error status ({err}) loading {shown}");
         }
-        bail!("page load error: {err} loading {url}");
+        bail!("page load error: {err} loading {shown}");
     }
     tokio::time::timeout(timeout, loaded.next())
         .await
-        .map_err(|_| anyhow!("page load error: {url} did not finish loading within {timeout:?}"))?;
+        .map_err(|_| anyhow!("page load error: {shown} did not finish loading within {timeout:?}"))?;
     let status = page
         .evaluate("performance.getEntriesByType('navigation')[0]?.responseStatus ?? 0")
         .await
@@ -268,7 +270,7 @@ pub async fn load(page: &Page, url: &str, timeout: Duration) -> Result<()> {
         .and_then(|v| v.into_value::<i64>().ok())
         .unwrap_or(0);
     if status >= 400 {
-        bail!("page load error: HTTP {status} from {url}");
+        bail!("page load error: HTTP {status} from {shown}");
     }
     Ok(())
 }
@@ -351,7 +353,7 @@ fn log_console(ev: &EventConsoleApiCalled) {
 }
 
 /// Replaces every `eyJ….….…` run (a JWT's base64url header, payload and signature) with `[token]`.
-fn mask_jwts(text: &str) -> String {
+pub fn mask_jwts(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("eyJ") {

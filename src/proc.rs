@@ -11,6 +11,40 @@ use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 use tracing::debug;
 
+/// The variables of serve's environment a child keeps; everything else (LIVEKIT_API_SECRET,
+/// the SFU's secret, Redis credentials, a cloud's tokens) stays out of processes that decode
+/// media from arbitrary room participants.
+const ENV_ALLOW: &[&str] = &[
+    "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR", "RUST_LOG", "RUST_BACKTRACE",
+    "FONTCONFIG_FILE", "FONTCONFIG_PATH", "LD_LIBRARY_PATH",
+];
+/// GStreamer's debugging and plugin variables, for the worker and push processes.
+const ENV_ALLOW_PREFIX: &[&str] = &["GST_"];
+
+fn env_allowed(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    ENV_ALLOW.contains(&name.as_ref()) || ENV_ALLOW_PREFIX.iter().any(|p| name.starts_with(p))
+}
+
+/// Starts `cmd` from a cleared environment: the allow-listed variables of ours, then those the
+/// caller set on `cmd` itself (DISPLAY, PULSE_SERVER, …), which win.
+pub fn clean_env(cmd: &mut Command) -> &mut Command {
+    let explicit: Vec<_> = cmd.as_std().get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        if env_allowed(&k) {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in explicit {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
+}
+
 /// SIGKILL for the child when the process that started it dies, even by SIGKILL.
 pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
@@ -23,19 +57,22 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
-/// Sets up `cmd` as an owned helper: no stdin/stdout, stderr piped (see [`log_stderr`]), its
-/// own process group, SIGKILL on drop and on the parent's death.
+/// Sets up `cmd` as an owned helper: a cleaned environment ([`clean_env`]; call this after
+/// setting its own variables), no stdin/stdout, stderr piped (see [`log_stderr`]), its own
+/// process group, SIGKILL on drop and on the parent's death.
 pub fn own(cmd: &mut Command) -> &mut Command {
+    clean_env(cmd);
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
     die_with_parent(cmd)
 }
 
-/// `roomcast <name>`: this very binary as a child, in a process group of its own, killed on
-/// drop. The caller sets its pipes (and whether it dies with us).
+/// `roomcast <name>`: this very binary as a child, with a cleaned environment, in a process
+/// group of its own, killed on drop. The caller sets its pipes (and whether it dies with us).
 pub fn subcommand(name: &str) -> Result<Command> {
     let exe = std::env::current_exe().context("locating the roomcast binary")?;
     let mut cmd = Command::new(exe);
     cmd.arg(name).process_group(0).kill_on_drop(true);
+    clean_env(&mut cmd);
     Ok(cmd)
 }
 

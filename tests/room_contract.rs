@@ -213,3 +213,53 @@ async fn failing_templates_end_failed_in_bounded_time() {
         server.assert_no_leftovers(10 * S).await;
     }
 }
+
+/// Issue 17 (4): no secret reaches the egress's processes or leaves roomcast: the API secret
+/// (in serve's environment), the recorder's token (in the template URL) and a stream key are
+/// in no child's argv or environment, in no ListEgress answer and in no line of the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_stay_out_of_children_logs_and_egress_info() {
+    let _serial = SERIAL.lock().await;
+    let (site_url, seen) = site().await;
+    let server = Server::start_with_config(&format!("room:\n  url: {}\n", site_url.replace("http://", "ws://"))).await;
+    let stream_key = "sk_live_9f8e7d6c5b4a";
+    let (code, info) = start_room(
+        &server,
+        json!({"room_name": "secret-room", "custom_base_url": format!("{site_url}/tpl.html"), "segment_outputs": [{}],
+               "stream_outputs": [{"protocol": "RTMP", "urls": [format!("rtmp://127.0.0.1:9/live/{stream_key}")]}]}),
+    )
+    .await;
+    assert_eq!(code, 200, "{info}");
+    let id = info["egressId"].as_str().unwrap().to_string();
+    server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    let token = seen.lock().unwrap().loads.first().and_then(|q| q.get("token").cloned()).expect("the template got its token");
+    let secrets = [("the API secret", SECRET), ("the recorder's token", token.as_str()), ("the stream key", stream_key)];
+    let children = server.descendants("");
+    assert!(children.len() >= 3, "the egress's processes: {children:?}");
+    for pid in &children {
+        for part in ["cmdline", "environ"] {
+            let raw = std::fs::read(format!("/proc/{pid}/{part}")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&raw);
+            for (what, secret) in secrets {
+                assert!(!text.contains(secret), "{what} in /proc/{pid}/{part}: {}", text.replace('\0', " "));
+            }
+        }
+    }
+    let (_, list) = server.twirp("ListEgress", json!({})).await;
+    let list = list.to_string();
+    for (what, secret) in secrets {
+        assert!(!list.contains(secret), "{what} in ListEgress: {list}");
+    }
+    let (code, _) = server.twirp("UpdateLayout", json!({"egress_id": id, "layout": "end"})).await;
+    assert_eq!(code, 200);
+    let done = server.wait_status(&id, "EGRESS_COMPLETE", 20 * S).await;
+    for (what, secret) in secrets {
+        assert!(!done.to_string().contains(secret), "{what} in the final EgressInfo: {done}");
+    }
+    let log = std::fs::read_to_string(server.tmp.path().join("serve.log")).unwrap_or_default();
+    assert!(log.contains("page loaded"), "the log has the worker's lines");
+    for (what, secret) in secrets {
+        assert!(!log.contains(secret), "{what} in serve's log");
+    }
+    server.assert_no_leftovers(10 * S).await;
+}

@@ -104,7 +104,7 @@ pub(super) async fn capture(
             _ => anyhow!("pipeline ended before the page loaded"),
         }),
     }
-    info!(url = %spec.url, "page loaded");
+    info!(url = %crate::browser::mask_jwts(&spec.url), "page loaded");
 
     let media_events = events.clone();
     let forward = tokio::spawn(async move {
