@@ -91,6 +91,12 @@ if [ ! -x .deps/py/bin/python ] || ! cmp -s tests/python/requirements.txt .deps/
   cp tests/python/requirements.txt .deps/py/requirements.txt
 fi
 
+# cargo-fuzz (from crates.io, pinned) for scripts/fuzz.sh, which the test suite runs.
+CARGO_FUZZ_VERSION=0.13.2
+if ! .deps/cargo/bin/cargo-fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+  cargo install --quiet --locked --root .deps/cargo cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+
 # The room templates (TypeScript, livekit-client and janus.js from npm) are built into
 # templates/room and templates/publisher, which roomcast serves to its Chromium.
 if [ ! -d web/node_modules/esbuild ]; then

@@ -2,7 +2,7 @@
 # The whole test suite: the style checks (rustfmt, clippy with warnings as errors), unit tests,
 # the module-layer rule (tests/layers.rs), and end-to-end tests with real Chromium, GStreamer,
 # LiveKit's Node SDK, Janus (in a network namespace: needs root) and publishers in Chromium.
-# End-to-end tests run one at a time (they share two cores).
+# End-to-end tests run one at a time (they share two cores). Then each fuzz target for a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -11,4 +11,6 @@ npm run --silent --prefix web check
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo build --locked --all-targets
-exec cargo test --locked -- --test-threads=1
+cargo test --locked -- --test-threads=1
+# The fuzz targets, a bounded time each (FUZZ_SECS, default 60).
+bash scripts/fuzz.sh

@@ -15,8 +15,20 @@ use tracing::debug;
 /// the SFU's secret, Redis credentials, a cloud's tokens) stays out of processes that decode
 /// media from arbitrary room participants.
 const ENV_ALLOW: &[&str] = &[
-    "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR", "RUST_LOG", "RUST_BACKTRACE",
-    "FONTCONFIG_FILE", "FONTCONFIG_PATH", "LD_LIBRARY_PATH",
+    "PATH",
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TZ",
+    "TMPDIR",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "FONTCONFIG_FILE",
+    "FONTCONFIG_PATH",
+    "LD_LIBRARY_PATH",
 ];
 /// GStreamer's debugging and plugin variables, for the worker and push processes.
 const ENV_ALLOW_PREFIX: &[&str] = &["GST_"];

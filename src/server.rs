@@ -14,8 +14,8 @@ use tracing::{info, warn};
 
 use crate::api::{self, auth::Auth, ApiState};
 use crate::config::Config;
-use crate::listener::{self, Limits};
 use crate::job::manager::JobManager;
+use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
 use crate::origin::live::LiveRegistry;
 use crate::origin::{self, OriginState};
@@ -49,7 +49,9 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
         origin::assets::TemplateSource { override_dir: cfg.templates_dir.clone() },
     ));
     if !origin::assets::has_room_template() && cfg.templates_dir.is_none() {
-        warn!("this binary carries no room template (built before `npm run build`): room composites need templates_dir or room.template_base");
+        warn!(
+            "this binary carries no room template (built before `npm run build`): room composites need templates_dir or room.template_base"
+        );
     }
     let limits = Limits {
         header_read_timeout: Duration::from_secs(cfg.http.header_read_timeout_secs.max(1)),
@@ -64,10 +66,8 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
     if let Some(bind) = cfg.metrics_bind {
         match tokio::net::TcpListener::bind(bind).await {
             Ok(l) => {
-                let m = Router::new().route(
-                    "/metrics",
-                    get(move || async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }),
-                );
+                let m = Router::new()
+                    .route("/metrics", get(move || async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }));
                 info!(addr = %l.local_addr()?, "metrics serving");
                 servers.push(tokio::spawn(listener::serve(l, m, limits, close.clone())));
             }

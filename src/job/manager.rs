@@ -89,12 +89,7 @@ impl JobManager {
     }
 
     /// A web egress under an id given by the caller (livekit-server assigns them).
-    pub fn start_web_as(
-        &self,
-        id: &str,
-        req: proto::WebEgressRequest,
-        ctx: StartContext,
-    ) -> Result<proto::EgressInfo, JobError> {
+    pub fn start_web_as(&self, id: &str, req: proto::WebEgressRequest, ctx: StartContext) -> Result<proto::EgressInfo, JobError> {
         let spec = JobSpec::from_web_request(id, &req, &self.config_for(ctx.capture))?;
         self.start(spec, proto::egress_info::Request::Web(req))
     }
@@ -120,12 +115,7 @@ impl JobManager {
     }
 
     /// A v2 StartEgress (template or web source) under the given id.
-    pub fn start_egress_as(
-        &self,
-        id: &str,
-        req: proto::StartEgressRequest,
-        ctx: StartContext,
-    ) -> Result<proto::EgressInfo, JobError> {
+    pub fn start_egress_as(&self, id: &str, req: proto::StartEgressRequest, ctx: StartContext) -> Result<proto::EgressInfo, JobError> {
         let spec = JobSpec::from_start_request_in(id, &req, &self.config_for(ctx.capture), ctx.room_id.as_deref())?;
         self.start(spec, proto::egress_info::Request::Egress(req))
     }

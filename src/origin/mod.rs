@@ -49,7 +49,7 @@ async fn hls_js() -> impl IntoResponse {
 }
 
 /// A request path inside the egress folder, or None if it tries to leave it.
-fn safe_join(base: &Path, egress_id: &str, file: &str) -> Option<PathBuf> {
+pub fn safe_join(base: &Path, egress_id: &str, file: &str) -> Option<PathBuf> {
     let valid_id = !egress_id.is_empty() && egress_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     let rel = Path::new(file);
     let valid_file = rel.components().all(|c| matches!(c, Component::Normal(_)));
