@@ -156,3 +156,64 @@ async fn ogg_audio_and_image_snapshots() {
     assert_eq!((code, err["code"].as_str()), (400, Some("invalid_argument")), "{err}");
     server.assert_no_leftovers(10 * S).await;
 }
+
+/// Issue 17 (6): serve SIGKILLed mid-egress and started again on the same output folder: the
+/// egress is listed FAILED "service restarted", StopEgress answers failed_precondition, its
+/// playlist is closed and plays from the origin, its MP4 is rewritten index first; an egress
+/// that had ended before is listed as it ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_serve_lists_and_closes_what_it_had() {
+    let _serial = SERIAL.lock().await;
+    let mut first = Server::start().await;
+    let done = first.start_web(&first.page("demo/animated.html")).await;
+    first.wait_segments(&done, 1, 20 * S).await;
+    first.stop(&done, "EGRESS_COMPLETE").await;
+    let id = first
+        .start_egress(json!({"url": first.page("demo/animated.html"), "file_outputs": [{"filepath": "rec.mp4"}], "segment_outputs": [{}]}))
+        .await;
+    first.wait_segments(&id, 2, 20 * S).await;
+    tokio::time::sleep(2 * S).await;
+    first.kill();
+    // Its workers die with it (parent-death signal); nothing is left to finish the outputs.
+    let deadline = Instant::now() + 10 * S;
+    while !(first.workers().is_empty() && first.chromium_pids().is_empty()) {
+        assert!(Instant::now() < deadline, "the killed serve's processes are gone");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let playlist = first.out.join(&id).join("playlist.m3u8");
+    assert!(!std::fs::read_to_string(&playlist).unwrap().contains("#EXT-X-ENDLIST"), "left open by the kill");
+
+    let second = Server::start_on("{}\n", Some(&first.out)).await;
+    let (_, list) = second.twirp("ListEgress", json!({})).await;
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let find = |eid: &str| items.iter().find(|i| i["egressId"] == eid).cloned().unwrap_or_default();
+    let interrupted = find(&id);
+    assert_eq!(
+        (interrupted["status"].as_str(), interrupted["error"].as_str()),
+        (Some("EGRESS_FAILED"), Some("service restarted")),
+        "{list}"
+    );
+    assert_eq!(find(&done)["status"], "EGRESS_COMPLETE", "{list}");
+    let (code, err) = second.twirp("StopEgress", json!({"egress_id": id})).await;
+    assert_eq!((code, err["code"].as_str()), (412, Some("failed_precondition")), "{err}");
+    let url = format!("{}/hls/{id}/playlist.m3u8", second.url);
+    let (code, text) = second.get_text(&url).await;
+    assert!(code == 200 && text.trim_end().ends_with("#EXT-X-ENDLIST"), "{code} {text}");
+    let probe = ffprobe(&url);
+    let (_, duration) = frames_and_duration(&probe);
+    assert!(duration >= 3.0, "the closed playlist plays: {duration:.2} s");
+    let mp4 = first.out.join(&id).join("rec.mp4");
+    let deadline = Instant::now() + 30 * S;
+    loop {
+        let boxes = top_boxes(&mp4);
+        let first_of = |b: &str| boxes.iter().position(|x| x == b);
+        if matches!((first_of("moov"), first_of("mdat")), (Some(m), Some(d)) if m < d) && first_of("moof").is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the MP4 is rewritten index first: {boxes:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (_, duration) = frames_and_duration(&ffprobe(&mp4.display().to_string()));
+    assert!(duration >= 3.0, "the MP4 plays: {duration:.2} s");
+    assert!(std::fs::read_dir(first.out.join(&id)).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+}

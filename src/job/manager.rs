@@ -56,7 +56,7 @@ fn new_egress_id() -> String {
 impl JobManager {
     pub fn new(cfg: Arc<Config>, live: Arc<LiveRegistry>, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
-            registry: Arc::new(Registry::new(cfg.keep_ended)),
+            registry: Arc::new(Registry::new(cfg.keep_ended, Some(cfg.output_dir.clone()))),
             pool: WarmPool::new(Arc::clone(&cfg)),
             cfg,
             live,
@@ -169,6 +169,7 @@ impl JobManager {
         };
         let span = tracing::info_span!("egress", egress_id = %id);
         let task = tokio::spawn(supervisor.run(spec, store, rx).instrument(span));
+        self.registry.record(&state);
         jobs.map.insert(id.clone(), Entry { state, control: tx, task: Some(task) });
         info!(egress_id = %id, "egress starting");
         Ok(info)
@@ -254,6 +255,25 @@ impl JobManager {
         }
         let _ = entry.control.send(Control::Stop);
         Ok(entry.state.info().clone())
+    }
+
+    /// Takes back the egresses of an earlier run from their journals in the output folder
+    /// (before the API serves): ended ones as they ended, interrupted ones FAILED with their
+    /// playlists closed; their MP4s are rewritten index first in the background.
+    pub fn recover(&self) {
+        let found = super::journal::recover(&self.cfg.output_dir);
+        let interrupted = found.iter().filter(|r| r.info.error == super::journal::RESTARTED && !r.mp4s.is_empty()).count();
+        info!(egresses = found.len(), interrupted, "restart journal read");
+        for r in found {
+            for (path, video, audio, opus) in r.mp4s {
+                tokio::spawn(async move {
+                    if let Err(e) = crate::output::file::finalize_mp4(&path, (video, audio), opus).await {
+                        warn!(path = %path.display(), "an interrupted MP4 stays fragmented: {e:#}");
+                    }
+                });
+            }
+            self.registry.restore(r.info);
+        }
     }
 
     /// Refuses every start from now on (the first step of a shutdown).

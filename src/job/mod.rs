@@ -3,6 +3,7 @@
 //! [`pool`] or cold) and feeds its outputs; [`room_service`] is LiveKit's RoomService for
 //! UpdateLayout.
 
+pub mod journal;
 pub mod manager;
 pub mod pool;
 pub mod registry;

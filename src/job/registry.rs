@@ -3,11 +3,13 @@
 //! `keep_ended`, oldest forgotten first, so the registry stays bounded.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use livekit_protocol as proto;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::warn;
 
 use super::state::JobState;
 use super::JobError;
@@ -51,11 +53,45 @@ impl Jobs {
 pub struct Registry {
     jobs: Mutex<Jobs>,
     keep_ended: usize,
+    /// The output folder, where each egress's journal is kept ([`super::journal`]).
+    journal_root: Option<PathBuf>,
+}
+
+/// What makes a journal line worth writing: the status and which outputs there are.
+fn journal_key(s: &JobState) -> (i32, usize, usize, usize, usize) {
+    let i = s.info();
+    (i.status, i.file_results.len(), i.segment_results.len(), i.stream_results.len(), i.image_results.len())
 }
 
 impl Registry {
-    pub fn new(keep_ended: usize) -> Self {
-        Self { jobs: Mutex::new(Jobs::default()), keep_ended }
+    pub fn new(keep_ended: usize, journal_root: Option<PathBuf>) -> Self {
+        Self { jobs: Mutex::new(Jobs::default()), keep_ended, journal_root }
+    }
+
+    /// Appends this state to the egress's journal (synced to disk when it has ended).
+    pub fn record(&self, state: &JobState) {
+        if let Some(root) = &self.journal_root {
+            if let Err(e) = super::journal::append(root, state.info(), !state.is_live()) {
+                warn!(egress_id = %state.info().egress_id, "restart journal: {e:#}");
+            }
+        }
+    }
+
+    /// An egress of an earlier run, read from its journal: listed as it ended.
+    pub fn restore(&self, info: proto::EgressInfo) {
+        let mut jobs = self.lock();
+        let id = info.egress_id.clone();
+        if jobs.map.contains_key(&id) {
+            return;
+        }
+        let (control, _) = mpsc::unbounded_channel();
+        jobs.map.insert(id.clone(), Entry { state: JobState::restored(info), control, task: None });
+        jobs.ended.push_back(id);
+        while jobs.ended.len() > self.keep_ended {
+            if let Some(old) = jobs.ended.pop_front() {
+                jobs.map.remove(&old);
+            }
+        }
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Jobs> {
@@ -66,7 +102,11 @@ impl Registry {
     /// Changes a job's state, if it is still known.
     pub fn update(&self, id: &str, f: impl FnOnce(&mut JobState)) {
         if let Some(e) = self.lock().map.get_mut(id) {
+            let before = journal_key(&e.state);
             f(&mut e.state);
+            if journal_key(&e.state) != before {
+                self.record(&e.state);
+            }
         }
     }
 
@@ -76,6 +116,7 @@ impl Registry {
         if let Some(e) = jobs.map.get_mut(id) {
             f(&mut e.state);
             e.task = None;
+            self.record(&e.state);
         }
         jobs.ended.push_back(id.to_string());
         while jobs.ended.len() > self.keep_ended {

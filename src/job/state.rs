@@ -75,6 +75,11 @@ impl JobState {
         Self { info, stream_urls: StreamUrls::default() }
     }
 
+    /// An egress known from the journal of an earlier run.
+    pub fn restored(info: proto::EgressInfo) -> Self {
+        Self { info, stream_urls: StreamUrls::default() }
+    }
+
     pub fn info(&self) -> &proto::EgressInfo {
         &self.info
     }

@@ -224,6 +224,11 @@ impl FileOutputs {
     }
 }
 
+/// Rewrites the fragmented MP4 of an egress interrupted by a restart with its index first.
+pub async fn finalize_mp4(path: &Path, tracks: (bool, bool), opus: bool) -> anyhow::Result<()> {
+    faststart(path, tracks, opus).await
+}
+
 /// Rewrites a fragmented MP4 in place as one with its index first.
 async fn faststart(path: &Path, tracks: (bool, bool), opus: bool) -> anyhow::Result<()> {
     let tmp = path.with_extension("faststart.tmp");

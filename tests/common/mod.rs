@@ -49,10 +49,16 @@ impl Server {
 
     /// A server with this YAML as its config file (on top of the harness's environment).
     pub async fn start_with_config(yaml: &str) -> Server {
+        Self::start_on(yaml, None).await
+    }
+
+    /// A server writing into `out` (another server's output folder, to restart on it), or into
+    /// a folder of its own.
+    pub async fn start_on(yaml: &str, out: Option<&Path>) -> Server {
         let tmp = tempfile::Builder::new().prefix("roomcast-test-").tempdir().unwrap();
         let config = tmp.path().join("roomcast.yaml");
         std::fs::write(&config, yaml).unwrap();
-        let out = tmp.path().join("out");
+        let out = out.map(Path::to_path_buf).unwrap_or_else(|| tmp.path().join("out"));
         let port = free_port();
         // The server's log goes to a file, shown when a test fails.
         let log = std::fs::File::create(tmp.path().join("serve.log")).unwrap();
