@@ -35,6 +35,7 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
     let metrics = Metrics::new();
     let jobs = JobManager::new(Arc::clone(&cfg), Arc::clone(&streams), Arc::clone(&metrics));
     jobs.recover();
+    jobs.start_retention();
     jobs.start_pool();
     // Behind livekit-server: its egress requests arrive over psrpc on Redis.
     let worker = match cfg.redis.url() {

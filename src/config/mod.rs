@@ -34,6 +34,7 @@ pub struct Config {
     /// live egress); none turns it off. Env: ROOMCAST_METRICS_BIND (`off` for none).
     pub metrics_bind: Option<SocketAddr>,
     pub http: HttpConfig,
+    pub output: OutputConfig,
     /// Where egress outputs are written, one folder per egress. Env: ROOMCAST_OUTPUT_DIR.
     pub output_dir: PathBuf,
     /// Folder looked at first for `/templates/…` (file by file); the room template, the test
@@ -69,6 +70,7 @@ impl Default for Config {
             public_url: None,
             metrics_bind: Some(SocketAddr::from(([127, 0, 0, 1], 7891))),
             http: HttpConfig::default(),
+            output: OutputConfig::default(),
             output_dir: PathBuf::from("out"),
             templates_dir: None,
             max_concurrent: 4,

@@ -382,6 +382,15 @@ pub struct Timeouts {
     pub drain_secs: u64,
 }
 
+/// What happens to egress folders in `output_dir` over time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Folders of egresses that ended longer ago than this are removed (checked at start and
+    /// every 10 minutes); 0 keeps them.
+    pub retention_hours: u64,
+}
+
 /// How serve's HTTP listener treats clients (src/listener.rs).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

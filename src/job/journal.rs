@@ -106,6 +106,35 @@ pub fn recover(output_dir: &Path) -> Vec<Recovered> {
     out
 }
 
+/// Removes the folders of egresses that ended more than `max_age` ago (per their journal; a
+/// folder without one, by its modification time). Returns the ids removed.
+pub fn sweep(output_dir: &Path, max_age: std::time::Duration) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(output_dir) else { return vec![] };
+    let now_ns = unix_ns();
+    let limit_ns = max_age.as_nanos().min(i64::MAX as u128) as i64;
+    let mut removed = vec![];
+    for e in entries.flatten() {
+        let dir = e.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let old = match last_info(&dir.join(JOURNAL_NAME)) {
+            Some(i) => {
+                let ended = !matches!(S::try_from(i.status), Ok(S::EgressStarting | S::EgressActive | S::EgressEnding));
+                ended && i.ended_at > 0 && now_ns.saturating_sub(i.ended_at) > limit_ns
+            }
+            None => e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > max_age),
+        };
+        if old {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => removed.push(e.file_name().to_string_lossy().to_string()),
+                Err(err) => warn!(dir = %dir.display(), "retention: removing: {err}"),
+            }
+        }
+    }
+    removed
+}
+
 /// Ends every playlist in the folder (and its rendition folders) with EXT-X-ENDLIST and removes
 /// half-written temp files. The copies on disk carry no parts, so closing is appending a line.
 fn close_folder(dir: &Path) {
@@ -189,5 +218,13 @@ mod tests {
         // Read again: it is ended now, and stays as it ended.
         let again = recover(out.path());
         assert_eq!((again[0].info.status, again[0].info.ended_at), (S::EgressFailed as i32, got[0].info.ended_at));
+        // Retention: an ended egress goes once it is older than the limit, not before.
+        assert!(sweep(out.path(), std::time::Duration::from_secs(3600)).is_empty());
+        std::fs::create_dir(out.path().join("EG_live")).unwrap();
+        let live = proto::EgressInfo { egress_id: "EG_live".into(), status: S::EgressActive as i32, ..Default::default() };
+        append(out.path(), &live, false).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(sweep(out.path(), std::time::Duration::from_millis(10)), vec!["EG_j".to_string()]);
+        assert!(out.path().join("EG_live").is_dir(), "a live egress is never removed");
     }
 }

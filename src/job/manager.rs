@@ -276,6 +276,30 @@ impl JobManager {
         }
     }
 
+    /// With `output.retention_hours`, removes old egress folders now and every 10 minutes.
+    pub fn start_retention(self: &Arc<Self>) {
+        let hours = self.cfg.output.retention_hours;
+        if hours == 0 {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let max_age = Duration::from_secs(hours.saturating_mul(3600));
+            while let Some(m) = me.upgrade() {
+                let dir = m.cfg.output_dir.clone();
+                let removed = tokio::task::spawn_blocking(move || super::journal::sweep(&dir, max_age)).await.unwrap_or_default();
+                for id in &removed {
+                    m.registry.forget(id);
+                }
+                if !removed.is_empty() {
+                    info!(count = removed.len(), "retention: old egress folders removed");
+                }
+                drop(m);
+                tokio::time::sleep(Duration::from_secs(600)).await;
+            }
+        });
+    }
+
     /// Refuses every start from now on (the first step of a shutdown).
     pub fn refuse_new(&self) {
         self.accepting.store(false, Ordering::SeqCst);

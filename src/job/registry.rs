@@ -99,6 +99,15 @@ impl Registry {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Forgets an ended egress whose folder retention removed.
+    pub fn forget(&self, id: &str) {
+        let mut jobs = self.lock();
+        if jobs.map.get(id).is_some_and(|e| !e.state.is_live()) {
+            jobs.map.remove(id);
+            jobs.ended.retain(|e| e != id);
+        }
+    }
+
     /// Changes a job's state, if it is still known.
     pub fn update(&self, id: &str, f: impl FnOnce(&mut JobState)) {
         if let Some(e) = self.lock().map.get_mut(id) {
