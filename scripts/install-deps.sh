@@ -21,6 +21,8 @@ PKGS=(
   pulseaudio pulseaudio-utils gstreamer1.0-pulseaudio
   # the room composite tests' SFU (in a network namespace of their own)
   janus iproute2
+  # the network-policy tests' DNS server (in a network namespace of its own)
+  dnsmasq-base
   # LiveKit's worker bus (psrpc) and livekit-server's multi-node state
   redis-server
   # the virtualenv of the tests' Python SDK client

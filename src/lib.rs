@@ -5,7 +5,7 @@
 //! The modules read as the data path, each importing only those below it (the layer list in
 //! `src/layers.txt`, enforced by `tests/layers.rs`): [`api`] → [`job`] → [`worker`]
 //! ([`browser`] + [`capture`] → [`pipeline`]) → [`output`] → [`origin`], all on the
-//! [`spec`] and the ground floor ([`config`], [`clock`], [`load`], [`media`], [`proc`], [`metrics`], [`psrpc`]).
+//! [`spec`] and the ground floor ([`config`], [`clock`], [`load`], [`media`], [`net`], [`proc`], [`metrics`], [`psrpc`]).
 
 pub mod api;
 pub mod browser;
@@ -17,6 +17,7 @@ pub mod listener;
 pub mod load;
 pub mod media;
 pub mod metrics;
+pub mod net;
 pub mod origin;
 pub mod output;
 pub mod pipeline;
