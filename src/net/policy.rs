@@ -98,13 +98,6 @@ impl fmt::Display for Rule {
 }
 
 impl Rule {
-    /// A rule for exactly this host (name or address) and port.
-    pub fn exact(host: &str, port: Option<u16>) -> Option<Rule> {
-        let mut r: Rule = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
-        r.port = port;
-        Some(r)
-    }
-
     fn port_ok(&self, port: u16) -> bool {
         self.port.is_none_or(|p| p == port)
     }
@@ -172,9 +165,10 @@ impl Policy {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let target = if bare.contains(':') { format!("[{bare}]:{port}") } else { format!("{bare}:{port}") };
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            return match self.judge_ip(ip, port) {
+            let ip = canonical(ip);
+            return match self.judge_ip(ip, port, false) {
                 Ok(()) => Verdict::Allowed,
-                Err(why) => Verdict::Refused(Refusal { target, addr: Some(canonical(ip)), why }),
+                Err(why) => Verdict::Refused(Refusal { target, addr: Some(ip), why }),
             };
         }
         if self.deny.iter().any(|r| r.matches_name(bare, port)) {
@@ -196,22 +190,16 @@ impl Policy {
     pub fn judge_resolved(&self, host: &str, ip: IpAddr, port: u16) -> Result<(), Refusal> {
         let named = self.allow.iter().any(|r| r.matches_name(host, port));
         let ip = canonical(ip);
-        let refuse = |why: String| Refusal { target: format!("{host}:{port}"), addr: Some(ip), why };
-        if self.deny.iter().any(|r| r.matches_ip(ip, port)) {
-            return Err(refuse("denied by network.deny".into()));
-        }
-        if named {
-            return Ok(());
-        }
-        self.judge_ip(ip, port).map_err(refuse)
+        self.judge_ip(ip, port, named).map_err(|why| Refusal { target: format!("{host}:{port}"), addr: Some(ip), why })
     }
 
-    fn judge_ip(&self, ip: IpAddr, port: u16) -> Result<(), String> {
-        let ip = canonical(ip);
+    /// A canonical address: `deny` first, then `allow` (or a name `allow` named: `trusted`),
+    /// then the default-refused ranges.
+    fn judge_ip(&self, ip: IpAddr, port: u16, trusted: bool) -> Result<(), String> {
         if self.deny.iter().any(|r| r.matches_ip(ip, port)) {
             return Err("denied by network.deny".into());
         }
-        if self.allow.iter().any(|r| r.matches_ip(ip, port)) {
+        if trusted || self.allow.iter().any(|r| r.matches_ip(ip, port)) {
             return Ok(());
         }
         match refused_class(ip) {
