@@ -196,7 +196,7 @@ def scenario(binary, page, n, seconds, warmup, width=1280, height=720, only=None
     tmp = tempfile.mkdtemp(prefix="roomcast-bench-")
     port = free_port(); url = f"http://127.0.0.1:{port}"
     metrics_port = free_port(); metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out", ROOMCAST_METRICS_BIND=f"127.0.0.1:{metrics_port}",
+    env = dict(os.environ, TMPDIR=tmp, ROOMCAST_NETWORK_ALLOW="127.0.0.1", ROOMCAST_OUTPUT_DIR=f"{tmp}/out", ROOMCAST_METRICS_BIND=f"127.0.0.1:{metrics_port}",
                LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG=os.environ.get("RUST_LOG", "warn"))
     if backend:
         env.update(backend_env(backend))

@@ -33,7 +33,7 @@ def run(binary, outputs, seconds, warmup):
                 f"rtmp {{ server {{ listen 127.0.0.1:{rtmp_port}; application live {{ live on; record off; }} }} }}\n")
     nginx = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = free_port(); url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, TMPDIR=tmp, ROOMCAST_OUTPUT_DIR=f"{tmp}/out", ROOMCAST_TEMPLATES_DIR=os.path.join(REPO, "templates"),
+    env = dict(os.environ, TMPDIR=tmp, ROOMCAST_NETWORK_ALLOW="127.0.0.1", ROOMCAST_OUTPUT_DIR=f"{tmp}/out", ROOMCAST_TEMPLATES_DIR=os.path.join(REPO, "templates"),
                LIVEKIT_API_KEY="bench", LIVEKIT_API_SECRET="bench-secret-bench-secret", RUST_LOG="warn")
     server, token = start_serve(binary, env, port, tmp)
     try:

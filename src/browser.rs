@@ -17,6 +17,8 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::net::proxy::Proxy;
+use crate::net::Checker;
 use crate::spec::BrowserSpec;
 
 /// Flags for frames driven by `HeadlessExperimental.beginFrame` (Chromium's headless rendering
@@ -41,19 +43,10 @@ pub enum Rendering {
     X11,
 }
 
-/// Flags every Chromium of ours gets: headless, no network besides loopback and named test
-/// hosts, no background services, media autoplay without a gesture.
-fn flags(spec: &BrowserSpec, rendering: Rendering, profile: &std::path::Path, width: u32, height: u32) -> Vec<String> {
-    let mut excludes = vec!["127.0.0.1".to_string()];
-    for h in &spec.resolver_exclude {
-        if !excludes.contains(h) {
-            excludes.push(h.clone());
-        }
-    }
-    let resolver = format!(
-        "--host-resolver-rules=MAP * ~NOTFOUND, {}",
-        excludes.iter().map(|h| format!("EXCLUDE {h}")).collect::<Vec<_>>().join(", ")
-    );
+/// Flags every Chromium of ours gets: headless, every request through the policy-checking
+/// `proxy` (loopback too: `<-loopback>` takes it off the implicit bypass list), no background
+/// services, media autoplay without a gesture.
+fn flags(spec: &BrowserSpec, rendering: Rendering, profile: &std::path::Path, width: u32, height: u32, proxy: &str) -> Vec<String> {
     let mut f: Vec<String> = [
         "--no-sandbox",
         "--disable-gpu",
@@ -97,7 +90,8 @@ fn flags(spec: &BrowserSpec, rendering: Rendering, profile: &std::path::Path, wi
             .map(|s| s.to_string()),
         ),
     }
-    f.push(resolver);
+    f.push(format!("--proxy-server={proxy}"));
+    f.push("--proxy-bypass-list=<-loopback>".into());
     f.push(format!("--user-data-dir={}", profile.display()));
     f.push(format!("--window-size={width},{height}"));
     f.extend(spec.extra_flags.iter().cloned());
@@ -112,6 +106,8 @@ pub struct Chromium {
     handler: JoinHandle<()>,
     profile: Option<tempfile::TempDir>,
     rendering: Rendering,
+    /// Every request of the page goes through it; it lives as long as the browser.
+    proxy: Proxy,
 }
 
 impl Chromium {
@@ -131,8 +127,10 @@ impl Chromium {
             Rendering::Headless | Rendering::X11 => &spec.chromium_path,
             Rendering::BeginFrameControl => &spec.headless_shell_path,
         };
+        let checker = Checker::new(spec.network.clone()).context("the network policy's resolver")?;
+        let proxy = Proxy::start(checker).await?;
         let mut cmd = Command::new(binary);
-        cmd.args(flags(spec, rendering, profile.path(), width, height))
+        cmd.args(flags(spec, rendering, profile.path(), width, height, &proxy.url()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -185,7 +183,18 @@ impl Chromium {
             }
         });
         guard.0 = None;
-        Ok(Self { child, pgid: pid, browser, handler, profile: Some(profile), rendering })
+        Ok(Self { child, pgid: pid, browser, handler, profile: Some(profile), rendering, proxy })
+    }
+
+    /// Why the page at `url` may have failed in the proxy, for the egress's error: the network
+    /// policy's refusals (a redirect's target too), then why `url`'s own host could not be
+    /// reached (Chromium's background requests fail there as well, and are not the reason).
+    pub fn request_failures(&self, url: &str) -> Vec<String> {
+        let own =
+            url::Url::parse(url).ok().and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?))).unwrap_or_default();
+        let refused = self.proxy.refusals().into_iter().map(|r| format!("refused by the network policy: {r}"));
+        let unreachable = self.proxy.unreachable().into_iter().filter(|(t, _)| *t == own).map(|(_, why)| why);
+        refused.chain(unreachable).collect()
     }
 
     pub fn pid(&self) -> i32 {

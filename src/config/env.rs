@@ -81,6 +81,12 @@ impl Config {
         if let Some(v) = get("ROOMCAST_SFU_API_SECRET") {
             self.room.api_secret = Some(v);
         }
+        if let Some(v) = get("ROOMCAST_NETWORK_ALLOW") {
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let rule = item.parse().map_err(|e| anyhow::anyhow!("ROOMCAST_NETWORK_ALLOW: {e}"))?;
+                self.network.allow.push(rule);
+            }
+        }
         if let Some(v) = get("ROOMCAST_ROOM_START_TIMEOUT") {
             self.room.start_timeout_secs = v.parse().with_context(|| format!("ROOMCAST_ROOM_START_TIMEOUT={v}"))?;
         }

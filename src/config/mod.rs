@@ -54,6 +54,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub room: RoomConfig,
     pub stream: StreamConfig,
+    /// What pages and stream outputs may connect to (issue 17.1; docs/configuration.md).
+    /// Env: ROOMCAST_NETWORK_ALLOW (comma-separated, added to `network.allow`).
+    pub network: crate::net::Policy,
     /// Serve livekit-server as its egress worker over psrpc on this Redis (docs/psrpc.md).
     pub redis: RedisConfig,
     /// The psrpc topic this worker takes StartEgress requests on; empty (the default) is what
@@ -84,6 +87,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             room: RoomConfig::default(),
             stream: StreamConfig::default(),
+            network: crate::net::Policy::default(),
             redis: RedisConfig::default(),
             cluster_id: String::new(),
         }
@@ -169,6 +173,7 @@ impl Config {
         if self.max_concurrent == 0 {
             bail!("max_concurrent must be at least 1");
         }
+        crate::net::resolve::check_nameservers(&self.network)?;
         Ok(())
     }
 
@@ -190,6 +195,27 @@ impl Config {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         format!("http://{addr}")
+    }
+
+    /// The policy a page and the stream outputs are held to: `network`, plus this node's own
+    /// origin (the templates), the template base and the SFU, which the operator configured
+    /// and the pages must reach whatever range they are in.
+    pub fn egress_policy(&self) -> crate::net::Policy {
+        let mut p = self.network.clone();
+        let mut trust = |url: &str| {
+            let Ok(u) = url::Url::parse(url) else { return };
+            let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) else { return };
+            // An IPv6 host comes bracketed, as the rule's `[v6]:port` form wants it.
+            if let Ok(rule) = format!("{host}:{port}").parse::<crate::net::Rule>() {
+                if !p.allow.contains(&rule) {
+                    p.allow.push(rule);
+                }
+            }
+        };
+        trust(&self.local_url());
+        trust(&self.template_base());
+        trust(&self.room.url);
+        p
     }
 
     /// The room templates' base URL (without query).

@@ -171,10 +171,9 @@ impl Default for AudioConfig {
 pub struct ChromiumConfig {
     /// Chromium binary. Env: ROOMCAST_CHROMIUM_PATH.
     pub path: PathBuf,
-    /// Extra command-line flags appended after roomcast's own.
+    /// Extra command-line flags appended after roomcast's own (the tests' sandbox resolver
+    /// rule goes here, never into the product).
     pub extra_flags: Vec<String>,
-    /// Hosts Chromium may resolve besides 127.0.0.1 (every other name resolves to nothing).
-    pub resolver_exclude: Vec<String>,
 }
 
 /// How the page's picture is taken from Chromium.
@@ -411,7 +410,7 @@ impl Default for HttpConfig {
 
 impl Default for ChromiumConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("/usr/bin/chromium"), extra_flags: vec![], resolver_exclude: vec![] }
+        Self { path: PathBuf::from("/usr/bin/chromium"), extra_flags: vec![] }
     }
 }
 

@@ -20,7 +20,7 @@ use crate::config::{CaptureBackend, Config, Sfu};
 use crate::metrics::Metrics;
 use crate::origin::live::{LiveHls, LiveRegistry};
 use crate::spec::room::check_layout;
-use crate::spec::url::{redact, stream_url};
+use crate::spec::url::{check_reachable, redact, stream_url};
 use crate::spec::{JobSpec, MAX_STREAM_URLS};
 
 /// What comes with a request besides its fields: the tests' capture override, and the room's
@@ -177,7 +177,12 @@ impl JobManager {
 
     /// UpdateStream: adds and removes stream URLs of a live egress.
     pub fn update_stream(&self, req: &proto::UpdateStreamRequest) -> Result<proto::EgressInfo, JobError> {
-        let check = |u: &String| stream_url(u, 0).map_err(JobError::from);
+        let policy = self.cfg.egress_policy();
+        let check = |u: &String| {
+            let u = stream_url(u, 0)?;
+            check_reachable(&u, &policy, &format!("stream url {:?}", redact(&u)))?;
+            Ok::<_, JobError>(u)
+        };
         let add = req.add_output_urls.iter().map(check).collect::<Result<Vec<_>, _>>()?;
         let remove = req.remove_output_urls.iter().map(check).collect::<Result<Vec<_>, _>>()?;
         let mut jobs = self.registry.lock();

@@ -140,6 +140,7 @@ impl fmt::Display for Refusal {
 
 /// The policy as the service holds it and hands it to each worker.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Policy {
     pub allow: Vec<Rule>,
     pub deny: Vec<Rule>,

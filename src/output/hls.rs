@@ -269,7 +269,7 @@ mod tests {
 
     pub fn stream_in(dir: &Path) -> Arc<LiveHls> {
         let req = proto::WebEgressRequest {
-            url: "http://127.0.0.1/".into(),
+            url: "http://example.com/".into(),
             segment_outputs: vec![proto::SegmentedFileOutput {
                 live_playlist_name: "live/live.m3u8".into(),
                 filename_prefix: "seg".into(),

@@ -21,6 +21,7 @@ use tracing::error;
 
 use crate::config::Retry;
 use crate::media::MuxOutput;
+use crate::net::Checker;
 use crate::origin::live::LiveHls;
 use crate::spec::{AudioCodec, JobSpec};
 use file::FileOutputs;
@@ -59,7 +60,7 @@ impl Outputs {
         let opus = spec.audio.as_ref().is_some_and(|a| a.codec == AudioCodec::Opus);
         Ok(Self {
             hls: live.map(HlsWriter::new).transpose()?,
-            streams: StreamOutputs::new(&spec.streams, tracks, retry),
+            streams: StreamOutputs::new(&spec.streams, tracks, retry, Checker::new(spec.browser.network.clone())?),
             files: FileOutputs::new(dir, &spec.files, &spec.images, tracks, opus),
             init: None,
             error: None,

@@ -5,7 +5,8 @@
 //! server went away, refused, timed out) is restarted with capped exponential backoff,
 //! resuming at the next fragment (a keyframe), for as long as the egress runs unless
 //! `stream.give_up_secs` says otherwise. Its state is a LiveKit `StreamInfo`, with the URL's
-//! secrets redacted as LiveKit does.
+//! secrets redacted as LiveKit does. Before each connection the host is resolved and judged
+//! by the network policy (issue 17.1); a refused address fails that URL for good.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use super::push::{Dest, PushSpec};
 use crate::clock::unix_ns as now_ns;
 use crate::config::Retry;
 use crate::media::ChunkMeta;
+use crate::net::{Blocked, Checker, Verdict};
 use crate::spec::url::redact;
 
 /// Chunks queued per URL before it counts as slow (at 200 ms parts, about 10 s).
@@ -41,12 +43,13 @@ pub struct StreamOutputs {
     outputs: Vec<Output>,
     tracks: (bool, bool),
     retry: Retry,
+    network: Checker,
 }
 
 impl StreamOutputs {
     /// `tracks`: (video, audio) in the stream.
-    pub fn new(urls: &[String], tracks: (bool, bool), retry: Retry) -> Self {
-        let mut s = Self { outputs: vec![], tracks, retry };
+    pub fn new(urls: &[String], tracks: (bool, bool), retry: Retry, network: Checker) -> Self {
+        let mut s = Self { outputs: vec![], tracks, retry, network };
         for u in urls {
             s.add(u);
         }
@@ -65,7 +68,7 @@ impl StreamOutputs {
         let info = Arc::new(Mutex::new(proto::StreamInfo { url: redact(url), status: Status::Active as i32, ..Default::default() }));
         let (tx, rx) = mpsc::channel(QUEUE_CHUNKS);
         let spec = PushSpec { dest: Dest::Stream { url: url.to_string() }, video: self.tracks.0, audio: self.tracks.1, opus: false };
-        let task = tokio::spawn(run(url.to_string(), spec, Arc::clone(&info), rx, self.retry));
+        let task = tokio::spawn(run(url.to_string(), spec, Arc::clone(&info), rx, self.retry, self.network.clone()));
         self.outputs.push(Output { url: url.to_string(), info, tx, feeder: Feeder::default(), task });
         true
     }
@@ -134,7 +137,14 @@ enum End {
 }
 
 /// One URL, from the first fragment to the egress's end: push processes, restarted as needed.
-async fn run(url: String, spec: PushSpec, info: Arc<Mutex<proto::StreamInfo>>, mut rx: mpsc::Receiver<Fed>, retry: Retry) {
+async fn run(
+    url: String,
+    spec: PushSpec,
+    info: Arc<Mutex<proto::StreamInfo>>,
+    mut rx: mpsc::Receiver<Fed>,
+    retry: Retry,
+    network: Checker,
+) {
     let shown = redact(&url);
     let mut init: Option<Bytes> = None;
     let mut backoff = retry.initial;
@@ -142,7 +152,24 @@ async fn run(url: String, spec: PushSpec, info: Arc<Mutex<proto::StreamInfo>>, m
     let set = |f: &dyn Fn(&mut proto::StreamInfo)| f(&mut info.lock().unwrap_or_else(|p| p.into_inner()));
     loop {
         let started = Instant::now();
-        match push_once(&spec, &url, &shown, &mut init, &mut rx, &info).await {
+        let end = match pinned(&url, &network).await {
+            Ok(target) => {
+                let spec = PushSpec { dest: Dest::Stream { url: target.clone() }, ..spec.clone() };
+                push_once(&spec, &target, &shown, &mut init, &mut rx, &info).await
+            }
+            Err(Blocked::Refused(r)) => {
+                let why = format!("refused by the network policy: {r}");
+                warn!(url = %shown, "stream output failed: {why}");
+                set(&|i| {
+                    i.status = Status::Failed as i32;
+                    i.error = why.clone();
+                    i.ended_at = now_ns();
+                });
+                return;
+            }
+            Err(Blocked::Unreachable(why)) => End::Failed(why),
+        };
+        match end {
             End::Closed => {
                 set(&|i| finished(i));
                 info!(url = %shown, "stream output ended");
@@ -190,6 +217,28 @@ async fn run(url: String, spec: PushSpec, info: Arc<Mutex<proto::StreamInfo>>, m
             }
         }
     }
+}
+
+/// The URL a push process is given: its host resolved and judged here, and for RTMP and SRT
+/// replaced by the judged address, so the process cannot be sent anywhere else (DNS
+/// rebinding). RTMPS keeps the name, which TLS checks the certificate against, and so does a
+/// name `network.allow` lists (an ingest that routes by the name in RTMP's tcUrl); either was
+/// judged an instant before.
+async fn pinned(url: &str, network: &Checker) -> Result<String, Blocked> {
+    let mut u = url::Url::parse(url).map_err(|e| Blocked::Unreachable(format!("stream url: {e}")))?;
+    let host = u.host_str().unwrap_or_default().to_string();
+    let port = u.port().unwrap_or(match u.scheme() {
+        "rtmps" => 443,
+        _ => 1935,
+    });
+    let addrs = network.resolve(&host, port).await?;
+    let trusted = network.policy.judge_host(&host, port) == Verdict::Allowed;
+    if u.scheme() != "rtmps" && !trusted {
+        if let Some(addr) = addrs.first() {
+            let _ = u.set_ip_host(addr.ip());
+        }
+    }
+    Ok(u.to_string())
 }
 
 /// One push process: spawned, fed from the next fragment start, until it or the queue ends.

@@ -9,7 +9,7 @@ use super::names::{check_collisions, file_path, output_name, Placeholders};
 use super::room::{check_layout, recorder_token, template_url};
 use super::timing::HlsTiming;
 use super::types::*;
-use super::url::{check_page_url, stream_url};
+use super::url::{check_page_url, check_reachable, stream_url};
 use super::SpecError;
 use crate::config::Config;
 
@@ -189,6 +189,7 @@ impl JobSpec {
     #[allow(deprecated)]
     pub fn from_web_request(egress_id: &str, req: &proto::WebEgressRequest, cfg: &Config) -> Result<Self, SpecError> {
         let url = check_page_url(&req.url)?;
+        check_reachable(&url, &cfg.egress_policy(), "url")?;
         let outputs = outputs_of!(req, proto::web_egress_request::Output);
         let ph = Placeholders::at(crate::clock::unix_ms(), None);
         let mut spec = Self::build(egress_id, url, req.audio_only, req.video_only, req.options.as_ref().into(), outputs, cfg, &ph)?;
@@ -223,7 +224,11 @@ impl JobSpec {
         check_layout(&req.layout)?;
         let base = match req.custom_base_url.as_str() {
             "" => cfg.template_base(),
-            custom => check_page_url(custom).map_err(|e| SpecError::invalid(format!("custom_base_url: {e}")))?,
+            custom => {
+                let url = check_page_url(custom).map_err(|e| SpecError::invalid(format!("custom_base_url: {e}")))?;
+                check_reachable(&url, &cfg.egress_policy(), "custom_base_url")?;
+                url
+            }
         };
         let base = url::Url::parse(&base).map_err(|e| SpecError::invalid(format!("template base {base:?}: {e}")))?;
         let (key, secret) = cfg.sfu_keys().map_err(|e| SpecError::invalid(format!("{e:#}")))?;
@@ -254,6 +259,10 @@ impl JobSpec {
             return Err(SpecError::invalid("audio_only and video_only cannot both be set"));
         }
         let (seg, streams) = outputs.check()?;
+        let policy = cfg.egress_policy();
+        for u in &streams {
+            check_reachable(u, &policy, &format!("stream url {:?}", super::url::redact(u)))?;
+        }
         let has_video = !audio_only;
         // Without a segment output the muxer still cuts on the HLS grid (stream outputs take
         // its chunks), but nothing is served or written.
@@ -320,17 +329,8 @@ impl BrowserSpec {
             xorg_path: cfg.capture.xorg_path.display().to_string(),
             xvfb_path: cfg.capture.xvfb_path.display().to_string(),
             extra_flags: cfg.chromium.extra_flags.clone(),
-            resolver_exclude: {
-                // The SFU's host is a name every Chromium of ours may resolve (the same for
-                // every egress, so a warm browser fits room and web egresses alike).
-                let mut hosts = cfg.chromium.resolver_exclude.clone();
-                if let Some(host) = url::Url::parse(&cfg.room.url).ok().and_then(|u| u.host_str().map(str::to_string)) {
-                    if !hosts.contains(&host) {
-                        hosts.push(host);
-                    }
-                }
-                hosts
-            },
+            // The same for every egress, so a warm browser fits room and web egresses alike.
+            network: cfg.egress_policy(),
         }
     }
 }

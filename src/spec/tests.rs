@@ -11,7 +11,7 @@ fn req(url: &str) -> proto::WebEgressRequest {
 
 #[test]
 fn defaults_are_720p30_with_2s_keyframes() {
-    let spec = JobSpec::from_web_request("EG_x", &req("http://127.0.0.1/a"), &Config::default()).unwrap();
+    let spec = JobSpec::from_web_request("EG_x", &req("http://example.com/a"), &Config::default()).unwrap();
     let v = spec.video.as_ref().unwrap();
     assert_eq!((v.width, v.height, v.framerate), (1280, 720, 30));
     assert_eq!(v.bitrate_kbps, 3000);
@@ -125,13 +125,15 @@ fn room_composite_opens_the_template_with_livekits_parameters() {
         .verify(&q["token"])
         .unwrap();
     assert_eq!((claims.sub.as_str(), claims.video.room.as_str()), ("EG_r", "my room"));
-    assert!(spec.browser.resolver_exclude.contains(&"10.1.2.3".to_string()), "the SFU's host resolves");
+    // The SFU the operator configured is reachable, in a private range or not; only its port.
+    assert_eq!(spec.browser.network.judge_host("10.1.2.3", 7880), crate::net::Verdict::Allowed);
+    assert!(matches!(spec.browser.network.judge_host("10.1.2.3", 80), crate::net::Verdict::Refused(_)));
     assert_eq!(spec.room.as_ref().map(|r| r.layout.as_str()), Some("speaker"));
     // A custom base keeps its own query; the parameters follow it.
     let mut r = room_req("x");
-    r.custom_base_url = "http://127.0.0.1:9/tpl.html?v=2".into();
+    r.custom_base_url = "http://example.com:9/tpl.html?v=2".into();
     let spec = JobSpec::from_room_request("EG_r", &r, &cfg).unwrap();
-    assert!(spec.url.starts_with("http://127.0.0.1:9/tpl.html?v=2&layout=speaker&token="), "{}", spec.url);
+    assert!(spec.url.starts_with("http://example.com:9/tpl.html?v=2&layout=speaker&token="), "{}", spec.url);
     // The SFU's own keys sign the recorder's token when they are configured.
     (cfg.room.api_key, cfg.room.api_secret) = (Some("lk".into()), Some("lk-secret-lk-secret-lk-secret-00".into()));
     let spec = JobSpec::from_room_request("EG_r", &room_req("x"), &cfg).unwrap();
@@ -216,7 +218,7 @@ fn v2_request_is_its_v1_equivalent() {
         outputs: vec![
             out(C::Segments(proto::SegmentedFileOutput::default())),
             out(C::File(proto::FileOutput { filepath: "a.mp4".into(), ..Default::default() })),
-            out(C::Stream(proto::StreamOutput { urls: vec!["rtmp://127.0.0.1/live/k".into()], ..Default::default() })),
+            out(C::Stream(proto::StreamOutput { urls: vec!["rtmp://example.com/live/k".into()], ..Default::default() })),
             out(C::Images(proto::ImageOutput::default())),
         ],
         ..Default::default()
@@ -229,9 +231,9 @@ fn v2_request_is_its_v1_equivalent() {
         matches!(room.options, Some(proto::room_composite_egress_request::Options::Preset(p)) if p == proto::EncodingOptionsPreset::H2641080p30 as i32)
     );
 
-    v2.source = Some(Source::Web(proto::WebSource { url: "http://127.0.0.1/p".into(), ..Default::default() }));
+    v2.source = Some(Source::Web(proto::WebSource { url: "http://example.com/p".into(), ..Default::default() }));
     let spec = JobSpec::from_start_request("EG_v2", &v2, &Config::default()).unwrap();
-    assert_eq!(spec.url, "http://127.0.0.1/p");
+    assert_eq!(spec.url, "http://example.com/p");
     assert_eq!((spec.files.len(), spec.streams.len(), spec.images.len(), spec.serve_hls), (1, 1, 1, true));
     assert_eq!(spec.video.unwrap().width, 1920);
 
@@ -251,4 +253,44 @@ fn v2_request_is_its_v1_equivalent() {
     assert!(matches!(refused(&|r| r.outputs.clear()), SpecError::Invalid(_)));
     assert!(matches!(refused(&|r| r.outputs[0].config = None), SpecError::Invalid(m) if m.starts_with("outputs[0]")));
     assert!(matches!(refused(&|r| r.source = None), SpecError::Invalid(_)));
+}
+
+/// Issue 17.1: what the policy refuses without DNS is invalid_argument at request time, with
+/// the address and the reason; this node's own origin and its SFU stay reachable.
+#[test]
+fn refused_targets_are_invalid_argument_at_request_time() {
+    let cfg = Config::default();
+    let refused = |url: &str| match JobSpec::from_web_request("e", &req(url), &cfg) {
+        Err(SpecError::Invalid(m)) => m,
+        other => panic!("{url}: {other:?}"),
+    };
+    assert!(refused("http://127.0.0.1:9222/json").contains("127.0.0.1:9222 is loopback"), "{}", refused("http://127.0.0.1:9222/json"));
+    assert!(refused("http://169.254.169.254/latest/meta-data/").contains("link-local"));
+    assert!(refused("http://[::ffff:10.0.0.1]/").contains("private"));
+    assert!(refused("http://localhost:8080/").contains("localhost"));
+    // The templates on this node's own origin are not refused, names are judged later.
+    assert!(JobSpec::from_web_request("e", &req(&format!("{}/templates/demo/animated.html", cfg.local_url())), &cfg).is_ok());
+    assert!(JobSpec::from_web_request("e", &req("http://example.com/"), &cfg).is_ok());
+
+    let mut r = room_req("x");
+    r.custom_base_url = "http://192.168.1.1/tpl.html".into();
+    assert!(matches!(JobSpec::from_room_request("e", &r, &cfg), Err(SpecError::Invalid(m)) if m.starts_with("custom_base_url refused")));
+    for url in ["rtmp://127.0.0.1/live/k", "rtmp://169.254.169.254:80/a/b", "srt://10.1.1.1:9000"] {
+        let mut r = room_req("x");
+        r.stream_outputs.push(proto::StreamOutput { urls: vec![url.into()], ..Default::default() });
+        match JobSpec::from_room_request("e", &r, &cfg) {
+            Err(SpecError::Invalid(m)) => assert!(m.contains("refused by the network policy") && !m.contains("/k\""), "{m}"),
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    // network.allow opens a range; network.deny wins over it.
+    let mut open = Config::default();
+    open.network.allow.push("10.0.0.0/8".parse().unwrap());
+    open.network.deny.push("10.9.0.0/16".parse().unwrap());
+    let mut r = room_req("x");
+    r.stream_outputs.push(proto::StreamOutput { urls: vec!["srt://10.1.1.1:9000".into()], ..Default::default() });
+    assert!(JobSpec::from_room_request("e", &r, &open).is_ok());
+    r.stream_outputs[0].urls = vec!["srt://10.9.1.1:9000".into()];
+    assert!(matches!(JobSpec::from_room_request("e", &r, &open), Err(SpecError::Invalid(m)) if m.contains("network.deny")));
 }

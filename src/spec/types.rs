@@ -95,7 +95,9 @@ pub struct BrowserSpec {
     #[serde(default)]
     pub xvfb_path: String,
     pub extra_flags: Vec<String>,
-    pub resolver_exclude: Vec<String>,
+    /// What the page (through the worker's proxy) and the stream outputs may reach.
+    #[serde(default)]
+    pub network: crate::net::Policy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

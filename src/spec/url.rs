@@ -14,6 +14,15 @@ pub fn check_page_url(url: &str) -> Result<String, SpecError> {
     }
 }
 
+/// Refuses, at request time, a URL whose host the network policy refuses without DNS: an
+/// address literal in a refused range, `localhost`, a name `network.deny` names. A name that
+/// must be resolved is judged later, where it is connected to (the worker's proxy, a stream
+/// output before each connection).
+pub fn check_reachable(url: &str, policy: &crate::net::Policy, what: &str) -> Result<(), SpecError> {
+    let Ok(u) = url::Url::parse(url.trim()) else { return Ok(()) };
+    policy.judge_url(&u).map_err(|r| SpecError::invalid(format!("{what} refused by the network policy: {r}")))
+}
+
 /// A stream URL checked: its scheme is one we push, and it has a host (and, for RTMP, an
 /// app and a stream key).
 pub fn check_stream_url(url: &str) -> Result<String, String> {

@@ -95,14 +95,23 @@ pub(super) async fn capture(
         }
         Ok::<_, anyhow::Error>(())
     };
-    tokio::select! {
-        r = start => r?,
+    let started = tokio::select! {
+        r = start => r,
         _ = stop.cancelled() => return Ok(()),
         why = chromium.exited() => return Err(anyhow!(why)),
         ev = pipe_events.recv() => return Err(match ev {
             Some(PipelineEvent::Error(e)) => anyhow!("pipeline error: {e}"),
             _ => anyhow!("pipeline ended before the page loaded"),
         }),
+    };
+    if let Err(e) = started {
+        // A page that could not load fails with what the proxy saw (the refused address, the
+        // refused connection), not only with Chromium's ERR_TUNNEL_CONNECTION_FAILED or the
+        // proxy's HTTP 403/502.
+        return Err(match chromium.request_failures(&spec.url).first() {
+            Some(why) => anyhow!("{e:#}: {why}"),
+            None => e,
+        });
     }
     info!(url = %crate::browser::mask_jwts(&spec.url), "page loaded");
 

@@ -45,7 +45,7 @@ enum Header {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FirstLine {
-    Warm { warm: WarmSpec },
+    Warm { warm: Box<WarmSpec> },
     Job(Box<JobSpec>),
 }
 
@@ -127,7 +127,7 @@ pub async fn child_main() -> Result<()> {
     let mut prepared = None;
     if let Ok(FirstLine::Warm { warm }) = serde_json::from_str::<FirstLine>(&line) {
         info!(pid = std::process::id(), "warm worker started");
-        let mut p = super::Prepared::launch(warm, &tx).await?;
+        let mut p = super::Prepared::launch(*warm, &tx).await?;
         line.clear();
         tokio::select! {
             r = stdin.read_line(&mut line) => {

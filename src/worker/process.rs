@@ -42,7 +42,7 @@ impl WorkerProcess {
     /// [`WorkerProcess::assign`].
     pub async fn spawn_warm(warm: &WarmSpec) -> Result<(Self, mpsc::UnboundedReceiver<FromWorker>)> {
         let (mut worker, rx) = Self::start()?;
-        worker.send_line(&FirstLine::Warm { warm: warm.clone() }).await.context("preparing the warm worker")?;
+        worker.send_line(&FirstLine::Warm { warm: Box::new(warm.clone()) }).await.context("preparing the warm worker")?;
         Ok((worker, rx))
     }
 

@@ -24,6 +24,13 @@ pub const SECRET: &str = "test-secret-that-is-long-enough";
 /// End-to-end tests share two cores: run them one at a time even under a plain `cargo test`.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The harness's HTTP client. serve closes a connection that sends no request headers within
+/// `http.header_read_timeout_secs` (10 s), idle keep-alive ones included; a client must not
+/// reuse one that old, or its request races the close (IncompleteMessage).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(5)).build().unwrap()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -42,6 +49,35 @@ pub struct Server {
     http: reqwest::Client,
 }
 
+/// The tests' sandbox rule, added to every test config: Chromium itself resolves no name (its
+/// page requests go through roomcast's proxy, which resolves them), so nothing it does sends
+/// a DNS query out of this machine. Test configuration, never product behaviour.
+pub const SANDBOX_RESOLVER_RULE: &str = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1";
+
+/// `yaml` with [`SANDBOX_RESOLVER_RULE`] appended to `chromium.extra_flags` and, unless it
+/// names its own, `network.nameservers` set to a loopback port nothing answers on: the names
+/// the page proxy resolves (a test page's, Chromium's own background requests) get no answer
+/// instead of a query leaving the machine.
+pub fn sandboxed(yaml: &str) -> String {
+    use serde_yaml::Value as Y;
+    let mut doc: Y = serde_yaml::from_str(yaml).expect("test config is YAML");
+    if doc.is_null() {
+        doc = Y::Mapping(Default::default());
+    }
+    let root = doc.as_mapping_mut().expect("test config is a mapping");
+    let chromium = root.entry(Y::from("chromium")).or_insert_with(|| Y::Mapping(Default::default()));
+    let flags =
+        chromium.as_mapping_mut().expect("chromium is a mapping").entry(Y::from("extra_flags")).or_insert_with(|| Y::Sequence(vec![]));
+    flags.as_sequence_mut().expect("extra_flags is a list").push(Y::from(SANDBOX_RESOLVER_RULE));
+    let network = root.entry(Y::from("network")).or_insert_with(|| Y::Mapping(Default::default()));
+    let ns = network.as_mapping_mut().expect("network is a mapping").entry(Y::from("nameservers")).or_insert(Y::Null);
+    if ns.is_null() {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        *ns = Y::Sequence(vec![Y::from(format!("127.0.0.1:{port}"))]);
+    }
+    serde_yaml::to_string(&doc).unwrap()
+}
+
 impl Server {
     pub async fn start() -> Server {
         Self::start_with_config("{}\n").await
@@ -53,11 +89,21 @@ impl Server {
     }
 
     /// A server writing into `out` (another server's output folder, to restart on it), or into
-    /// a folder of its own.
+    /// a folder of its own. The tests' pages and stream servers are on loopback, so the
+    /// network policy is told to allow it (`ROOMCAST_NETWORK_ALLOW=127.0.0.1`).
     pub async fn start_on(yaml: &str, out: Option<&Path>) -> Server {
+        Self::launch(yaml, out, Some("127.0.0.1")).await
+    }
+
+    /// A server with nothing added to its config's network policy (the policy's own tests).
+    pub async fn start_with_policy(yaml: &str) -> Server {
+        Self::launch(yaml, None, None).await
+    }
+
+    async fn launch(yaml: &str, out: Option<&Path>, allow: Option<&str>) -> Server {
         let tmp = tempfile::Builder::new().prefix("roomcast-test-").tempdir().unwrap();
         let config = tmp.path().join("roomcast.yaml");
-        std::fs::write(&config, yaml).unwrap();
+        std::fs::write(&config, sandboxed(yaml)).unwrap();
         let out = out.map(Path::to_path_buf).unwrap_or_else(|| tmp.path().join("out"));
         let port = free_port();
         // The server's log goes to a file, shown when a test fails.
@@ -67,7 +113,11 @@ impl Server {
         // An empty working directory: serve finds its templates in its own binary (issue 17.7).
         let cwd = tmp.path().join("cwd");
         std::fs::create_dir(&cwd).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomcast"));
+        if let Some(allow) = allow {
+            cmd.env("ROOMCAST_NETWORK_ALLOW", allow);
+        }
+        let child = cmd
             .current_dir(&cwd)
             .args(["--config", &config.display().to_string(), "serve", "--bind", &format!("127.0.0.1:{port}")])
             .env("LIVEKIT_API_KEY", KEY)
@@ -81,7 +131,7 @@ impl Server {
             .spawn()
             .expect("start roomcast serve");
         let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
-        let server = Server { child: Some(child), url, metrics_url, tmp, out, http: reqwest::Client::new() };
+        let server = Server { child: Some(child), url, metrics_url, tmp, out, http: client() };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(r) = server.http.get(format!("{}/healthz", server.url)).send().await {
