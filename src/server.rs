@@ -47,7 +47,15 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
         None => None,
     };
     let app = api::router(ApiState { auth: Arc::new(Auth::new(&key, &secret)), jobs: Arc::clone(&jobs) }).merge(origin::router(
-        OriginState { output_dir: cfg.output_dir.clone(), streams },
+        OriginState {
+            output_dir: cfg.output_dir.clone(),
+            streams,
+            signer: cfg
+                .origin
+                .signing_key
+                .as_deref()
+                .map(|k| Arc::new(origin::signing::Signer::new(k, Duration::from_secs(cfg.origin.url_ttl_secs)))),
+        },
         origin::assets::TemplateSource { override_dir: cfg.templates_dir.clone() },
     ));
     if !origin::assets::has_room_template() && cfg.templates_dir.is_none() {

@@ -764,3 +764,92 @@ async fn hls_js_plays_the_live_stream_in_low_latency_mode() {
     server.stop(&id, "EGRESS_COMPLETE").await;
     server.assert_no_leftovers(10 * S).await;
 }
+
+/// The URIs a playlist lists: its URI lines and the `URI="…"` attributes of its tags.
+fn listed_uris(playlist: &str) -> Vec<String> {
+    let mut uris = vec![];
+    for line in playlist.lines() {
+        if line.starts_with('#') {
+            let mut rest = line;
+            while let Some(at) = rest.find("URI=\"") {
+                let tail = &rest[at + 5..];
+                let end = tail.find('"').unwrap_or(tail.len());
+                uris.push(tail[..end].to_string());
+                rest = &tail[end..];
+            }
+        } else if !line.is_empty() {
+            uris.push(line.to_string());
+        }
+    }
+    uris
+}
+
+/// Issue 17.2: with `origin.signing_key`, `/hls/…` answers only signed requests; EgressInfo
+/// locations carry the signature, every URI of every playlist (live from memory, final from
+/// disk) carries it on, and hls.js in Chromium plays the signed player URL in low-latency mode.
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_urls_are_required_and_followed_by_hls_js() {
+    let _serial = SERIAL.lock().await;
+    let key = "a-signing-key-for-the-tests-0123456789";
+    let server = Server::start_with_config(&format!("origin: {{signing_key: \"{key}\"}}\n")).await;
+    let id = server.start_web(&server.page("bench/clock.html")).await;
+    let active = server.wait_status(&id, "EGRESS_ACTIVE", 20 * S).await;
+    let live = active["segmentResults"][0]["livePlaylistLocation"].as_str().unwrap().to_string();
+    let (path, query) = live.split_once('?').unwrap_or_else(|| panic!("the location is not signed: {live}"));
+    assert!(query.starts_with("exp=") && query.contains("&sig="), "{live}");
+    let (list_code, list) = server.twirp("ListEgress", json!({"egress_id": id})).await;
+    assert_eq!(list_code, 200);
+    assert!(!list.to_string().contains(key), "the signing key is in ListEgress: {list}");
+
+    let server = &server;
+    let get = |url: String| async move { server.get_text(&url).await };
+    assert_eq!(get(path.to_string()).await.0, 403, "an unsigned playlist request");
+    let tampered = query.replace("sig=", "sig=A");
+    assert_eq!(get(format!("{path}?{tampered}")).await.0, 403, "a tampered signature");
+    let other = format!("{}/hls/EG_other/live.m3u8?{query}", server.url);
+    assert_eq!(get(other).await.0, 403, "another egress's files with this signature");
+    // A playlist answered to a signed request signs everything it lists, and those answer.
+    tokio::time::sleep(3 * S).await;
+    let dir = path.rsplit_once('/').unwrap().0.to_string();
+    for playlist in [live.clone(), format!("{dir}/master.m3u8?{query}")] {
+        let (code, text) = get(playlist.clone()).await;
+        assert_eq!(code, 200, "{playlist}: {text}");
+        let uris = listed_uris(&text);
+        assert!(!uris.is_empty(), "{text}");
+        for uri in &uris {
+            assert!(uri.ends_with(query), "{uri} does not carry the viewer's signature:\n{text}");
+        }
+        let first = format!("{dir}/{}", uris.iter().find(|u| !u.contains("m3u8")).or(uris.first()).unwrap());
+        let (code, _) = get(first.clone()).await;
+        assert_eq!(code, 200, "{first}");
+        let bare = first.split_once('?').unwrap().0.to_string();
+        assert_eq!(get(bare.clone()).await.0, 403, "{bare} unsigned");
+    }
+
+    let player = format!("{}/play/{id}/live.m3u8?{query}", server.url);
+    let out = tokio::process::Command::new("node")
+        .arg(repo().join("tests/node/play.mjs"))
+        .args(["--url", &player, "--seconds", "6", "--json", "--wait-playlist", "20", "--start-timeout", "30"])
+        .env("TMPDIR", server.tmp.path())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node (apt install nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let r: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("play.mjs printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success() && r["ok"] == true, "hls.js did not play the signed URL: {r:#}");
+    assert_eq!(r["ll_hls"], true, "hls.js loaded no parts through signed URLs: {r:#}");
+
+    // The final playlist, read from disk once the egress has ended, is signed the same way.
+    let done = server.stop(&id, "EGRESS_COMPLETE").await;
+    let fin = done["segmentResults"][0]["playlistLocation"].as_str().unwrap().to_string();
+    assert!(fin.ends_with(query), "{fin}");
+    tokio::time::sleep(S).await;
+    let (code, text) = get(fin.clone()).await;
+    assert_eq!(code, 200, "{fin}");
+    assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+    assert!(listed_uris(&text).iter().all(|u| u.ends_with(query)), "{text}");
+    assert_eq!(get(fin.split_once('?').unwrap().0.to_string()).await.0, 403);
+    server.assert_no_leftovers(10 * S).await;
+}

@@ -81,6 +81,9 @@ impl Config {
         if let Some(v) = get("ROOMCAST_SFU_API_SECRET") {
             self.room.api_secret = Some(v);
         }
+        if let Some(v) = get("ROOMCAST_ORIGIN_SIGNING_KEY") {
+            self.origin.signing_key = Some(v).filter(|k| !k.is_empty());
+        }
         if let Some(v) = get("ROOMCAST_NETWORK_ALLOW") {
             for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let rule = item.parse().map_err(|e| anyhow::anyhow!("ROOMCAST_NETWORK_ALLOW: {e}"))?;

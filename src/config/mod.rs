@@ -34,6 +34,7 @@ pub struct Config {
     /// live egress); none turns it off. Env: ROOMCAST_METRICS_BIND (`off` for none).
     pub metrics_bind: Option<SocketAddr>,
     pub http: HttpConfig,
+    pub origin: OriginConfig,
     pub output: OutputConfig,
     /// Where egress outputs are written, one folder per egress. Env: ROOMCAST_OUTPUT_DIR.
     pub output_dir: PathBuf,
@@ -73,6 +74,7 @@ impl Default for Config {
             public_url: None,
             metrics_bind: Some(SocketAddr::from(([127, 0, 0, 1], 7891))),
             http: HttpConfig::default(),
+            origin: OriginConfig::default(),
             output: OutputConfig::default(),
             output_dir: PathBuf::from("out"),
             templates_dir: None,
@@ -174,6 +176,12 @@ impl Config {
             bail!("max_concurrent must be at least 1");
         }
         crate::net::resolve::check_nameservers(&self.network)?;
+        if self.origin.signing_key.as_ref().is_some_and(|k| k.len() < 32) {
+            bail!("origin.signing_key must be at least 32 characters");
+        }
+        if self.origin.url_ttl_secs == 0 {
+            bail!("origin.url_ttl_secs must be at least 1");
+        }
         Ok(())
     }
 

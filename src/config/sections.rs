@@ -390,6 +390,24 @@ pub struct OutputConfig {
     pub retention_hours: u64,
 }
 
+/// Access to the HLS origin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OriginConfig {
+    /// When set, `/hls/{egress_id}/…` needs `exp` and `sig` (HMAC-SHA256 of the egress's folder
+    /// path and `exp` with this key); EgressInfo locations carry them. Env:
+    /// ROOMCAST_ORIGIN_SIGNING_KEY. Never logged.
+    pub signing_key: Option<String>,
+    /// How long a location's signature is valid from the egress's start.
+    pub url_ttl_secs: u64,
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        Self { signing_key: None, url_ttl_secs: 86_400 }
+    }
+}
+
 /// How serve's HTTP listener treats clients (src/listener.rs).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -19,6 +19,7 @@ use super::JobError;
 use crate::config::{CaptureBackend, Config, Sfu};
 use crate::metrics::Metrics;
 use crate::origin::live::{LiveHls, LiveRegistry};
+use crate::origin::signing::Signer;
 use crate::spec::room::check_layout;
 use crate::spec::url::{check_reachable, redact, stream_url};
 use crate::spec::{JobSpec, MAX_STREAM_URLS};
@@ -129,11 +130,19 @@ impl JobManager {
         let id = spec.egress_id.clone();
         let segments = spec.hls.as_ref().filter(|_| spec.serve_hls).map(|h| {
             let base = format!("{}/hls/{id}", self.cfg.public_url());
+            // With signed URLs the locations carry their signature.
+            let signed = self
+                .cfg
+                .origin
+                .signing_key
+                .as_deref()
+                .map(|k| format!("?{}", Signer::new(k, Duration::from_secs(self.cfg.origin.url_ttl_secs)).query(&id)))
+                .unwrap_or_default();
             proto::SegmentsInfo {
                 playlist_name: h.playlist_name.clone(),
                 live_playlist_name: h.live_playlist_name.clone(),
-                playlist_location: format!("{base}/{}", h.playlist_name),
-                live_playlist_location: format!("{base}/{}", h.live_playlist_name),
+                playlist_location: format!("{base}/{}{signed}", h.playlist_name),
+                live_playlist_location: format!("{base}/{}{signed}", h.live_playlist_name),
                 ..Default::default()
             }
         });

@@ -212,7 +212,8 @@ impl State {
 
 /// Rendered playlists per (rendition, live, skip, gzip), each with the state version it was
 /// rendered from.
-pub type RenderCache = HashMap<(usize, bool, bool, bool), (u64, Bytes)>;
+/// Keyed by (rendition, live, skip, gzip, the viewer's signature if URLs are signed).
+pub type RenderCache = HashMap<(usize, bool, bool, bool, Option<String>), (u64, Bytes)>;
 
 /// What happened to a stream since a waiter last looked.
 pub type Wake = watch::Receiver<u64>;

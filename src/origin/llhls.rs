@@ -129,10 +129,11 @@ async fn wait_until(stream: &LiveHls, mut ready: impl FnMut(&State) -> bool) -> 
 
 /// Answers a request for a file of a live stream, or `None` if it is not one of its
 /// in-memory resources (segments are then served from disk).
-pub async fn serve(stream: Arc<LiveHls>, file: &str, query: Option<&str>, headers: &HeaderMap) -> Option<Response> {
+/// `signed`: the viewer's `exp=…&sig=…`, added to every URI of the playlists answered.
+pub async fn serve(stream: Arc<LiveHls>, file: &str, query: Option<&str>, headers: &HeaderMap, signed: Option<&str>) -> Option<Response> {
     let gz = accepts_gzip(headers);
     if file == MULTIVARIANT_NAME {
-        return Some(multivariant(&stream, gz).await);
+        return Some(multivariant(&stream, gz, signed).await);
     }
     let found = {
         let st = stream.read();
@@ -154,7 +155,7 @@ pub async fn serve(stream: Arc<LiveHls>, file: &str, query: Option<&str>, header
         found
     };
     Some(match found? {
-        Resource::Playlist(r, live) => media_playlist(&stream, r, live, query, gz).await,
+        Resource::Playlist(r, live) => media_playlist(&stream, r, live, query, gz, signed).await,
         Resource::Init(data) => media_response(data, "video/mp4", 0),
         Resource::Part(r, msn, part) => part_response(&stream, r, msn, part).await,
     })
@@ -166,7 +167,7 @@ enum Resource {
     Part(usize, u64, usize),
 }
 
-async fn multivariant(stream: &LiveHls, gz: bool) -> Response {
+async fn multivariant(stream: &LiveHls, gz: bool, signed: Option<&str>) -> Response {
     let td = stream.params.target_duration;
     let ready = |st: &State| st.renditions.iter().all(|r| r.codec.is_some());
     if let Waited::TimedOut = wait_until(stream, ready).await {
@@ -175,7 +176,11 @@ async fn multivariant(stream: &LiveHls, gz: bool) -> Response {
     let text = {
         let st = stream.read();
         playlist::render_multivariant(&st, &stream.params, MULTIVARIANT_NAME, true)
-    };
+    }
+    .map(|t| match signed {
+        Some(q) => super::signing::sign_uris(&t, q),
+        None => t,
+    });
     match text {
         Some(t) if gz => playlist_response(gzip(t.as_bytes()), true, &format!("public, max-age={td}")),
         Some(t) => playlist_response(Bytes::from(t), false, &format!("public, max-age={td}")),
@@ -184,7 +189,7 @@ async fn multivariant(stream: &LiveHls, gz: bool) -> Response {
     }
 }
 
-async fn media_playlist(stream: &LiveHls, r: usize, live: bool, query: Option<&str>, gz: bool) -> Response {
+async fn media_playlist(stream: &LiveHls, r: usize, live: bool, query: Option<&str>, gz: bool, signed: Option<&str>) -> Response {
     let p = stream.params;
     let td = p.target_duration;
     let d = match Directives::parse(query) {
@@ -229,7 +234,7 @@ async fn media_playlist(stream: &LiveHls, r: usize, live: bool, query: Option<&s
         let cache = if blocking { "no-store".to_string() } else { format!("public, max-age={td}") };
         return error(StatusCode::SERVICE_UNAVAILABLE, cache, "the requested part did not appear in time");
     }
-    let (body, published) = render_cached(stream, r, live, d.skip, gz);
+    let (body, published) = render_cached(stream, r, live, d.skip, gz, signed);
     // Blocking answers name a moment of the stream and may be cached long; others briefly.
     let cache = if blocking { format!("public, max-age={}", 6 * td) } else { format!("public, max-age={}", (td / 2).max(1)) };
     let mut resp = playlist_response(body, gz, &cache);
@@ -238,17 +243,28 @@ async fn media_playlist(stream: &LiveHls, r: usize, live: bool, query: Option<&s
 }
 
 /// One rendering (and one gzip) per stream version and variant, shared by every viewer.
-fn render_cached(stream: &LiveHls, r: usize, live: bool, skip: bool, gz: bool) -> (Bytes, u64) {
+const MAX_CACHED_RENDERINGS: usize = 64;
+
+/// With signed URLs the viewer's signature is part of the key: viewers holding the same
+/// location (one signature per egress and expiry) still share one rendering.
+fn render_cached(stream: &LiveHls, r: usize, live: bool, skip: bool, gz: bool, signed: Option<&str>) -> (Bytes, u64) {
     let st = stream.read();
     let published = st.renditions[r].segments.last().and_then(|s| s.parts.last()).map(|p| p.published_us).unwrap_or(0);
-    let key = (r, live, skip, gz);
+    let key = (r, live, skip, gz, signed.map(str::to_string));
     let mut cache = stream.cache.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((v, body)) = cache.get(&key) {
         if *v == st.version {
             return (body.clone(), published);
         }
     }
-    let text = playlist::render_media(&st, &stream.params, r, MediaOpts { live, skip, low_latency: true });
+    let mut text = playlist::render_media(&st, &stream.params, r, MediaOpts { live, skip, low_latency: true });
+    if let Some(q) = signed {
+        text = super::signing::sign_uris(&text, q);
+        // Signatures an operator mints per viewer would each keep a rendering: bounded.
+        if cache.len() >= MAX_CACHED_RENDERINGS {
+            cache.clear();
+        }
+    }
     let body = if gz { gzip(text.as_bytes()) } else { Bytes::from(text) };
     cache.insert(key, (st.version, body.clone()));
     (body, published)

@@ -7,6 +7,7 @@ pub mod assets;
 pub mod live;
 pub mod llhls;
 pub mod playlist;
+pub mod signing;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +30,8 @@ const HLS_JS: &[u8] = include_bytes!("../../web/vendor/hls.min.js");
 pub struct OriginState {
     pub output_dir: PathBuf,
     pub streams: Arc<LiveRegistry>,
+    /// Set when `origin.signing_key` is: every `/hls/…` request must be signed.
+    pub signer: Option<Arc<signing::Signer>>,
 }
 
 pub fn router(state: OriginState, templates: assets::TemplateSource) -> Router {
@@ -75,8 +78,17 @@ async fn hls_file(
     let Some(path) = safe_join(&st.output_dir, &egress_id, &file) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    // With signed URLs, the viewer's exp/sig, handed on to every URI its playlists list.
+    let signed = match st.signer.as_deref().map(|s| s.verify(&egress_id, query.as_deref())).transpose() {
+        Ok(q) => q,
+        Err(denied) => {
+            let mut r = (StatusCode::FORBIDDEN, format!("{denied}\n")).into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return r;
+        }
+    };
     if let Some(stream) = st.streams.get(&egress_id) {
-        if let Some(r) = llhls::serve(stream, &file, query.as_deref(), &headers).await {
+        if let Some(r) = llhls::serve(stream, &file, query.as_deref(), &headers, signed.as_deref()).await {
             return r;
         }
     }
@@ -85,6 +97,10 @@ async fn hls_file(
         // A stream no longer in memory: its playlists are final (and small: read whole).
         return match tokio::fs::read(&path).await {
             Ok(data) => {
+                let data = match &signed {
+                    Some(q) => signing::sign_uris(&String::from_utf8_lossy(&data), q).into_bytes(),
+                    None => data,
+                };
                 let gz = llhls::accepts_gzip(&headers);
                 let body = if gz { llhls::gzip(&data) } else { data.into() };
                 llhls::playlist_response(body, gz, "public, max-age=60")
