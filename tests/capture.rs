@@ -71,6 +71,9 @@ async fn check_backend(backend: &str, binary_marker: &str, min_distinct: f64) {
     assert_eq!(browsers.len(), 1, "one browser for the egress: {browsers:?}");
     let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/cmdline", browsers[0])).unwrap()).replace('\0', " ");
     assert!(cmd.contains(binary_marker), "{backend} runs {binary_marker}: {cmd}");
+    // Issue 17.4: CDP goes over a pipe; no process of Chromium's listens on a TCP port.
+    let listening = listening_tcp_ports(&server.chromium_pids());
+    assert!(listening.is_empty(), "{backend}: Chromium listens on TCP ports {listening:?}");
     tokio::time::sleep(6 * S).await;
 
     let (code, metrics) = server.get_text(&server.metrics_url).await;

@@ -9,6 +9,7 @@ pub mod presentation;
 pub mod pulse;
 pub mod screencast;
 pub mod x11;
+pub mod xauth;
 
 use std::time::Duration;
 

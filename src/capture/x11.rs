@@ -28,6 +28,8 @@ pub struct XServer {
     tick_us: Option<u64>,
     /// Xorg's config and log, removed with the server.
     _dir: Option<tempfile::TempDir>,
+    /// The only clients it admits hold this.
+    cookie: super::xauth::Cookie,
 }
 
 /// The dummy driver's lowest pixel clock, kHz (11 MHz in xf86-video-dummy), with a margin.
@@ -124,8 +126,10 @@ impl XServer {
         }
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let write_fd = write.as_raw_fd();
+        let cookie = super::xauth::Cookie::create()?;
         let mut cmd = Command::new(binary);
         cmd.args(["-displayfd", &write_fd.to_string(), "-nolisten", "tcp", "-noreset"]);
+        cmd.arg("-auth").arg(cookie.path());
         let dir = match kind {
             XServerKind::Xvfb => {
                 cmd.args(["-screen", "0", &format!("{width}x{height}x24")]);
@@ -188,12 +192,17 @@ impl XServer {
         let name = format!(":{number}");
         info!(pid = pgid, display = %name, server = ?kind, fps, "X server started");
         let tick_us = (kind == XServerKind::Xorg).then(|| chromium_tick_us(fps));
-        Ok(Self { _child: child, pgid, display: name, tick_us, _dir: dir })
+        Ok(Self { _child: child, pgid, display: name, tick_us, _dir: dir, cookie })
     }
 
     /// `:N`, for DISPLAY and ximagesrc.
     pub fn display(&self) -> &str {
         &self.display
+    }
+
+    /// The cookie file a client needs (Chromium's XAUTHORITY).
+    pub fn xauthority(&self) -> &std::path::Path {
+        self.cookie.path()
     }
 
     /// How often Chromium draws on this screen, µs, where that follows the screen's mode.

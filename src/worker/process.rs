@@ -77,7 +77,11 @@ impl WorkerProcess {
     fn start() -> Result<(Self, mpsc::UnboundedReceiver<FromWorker>)> {
         // No parent-death signal: a worker whose supervisor died sees its stdin close and
         // stops as asked, finalising what it recorded.
+        // Where the worker writes its X server's cookie (if it runs one): libX11 in the
+        // worker reads XAUTHORITY from the environment it starts with.
+        let xauth = std::env::temp_dir().join(format!("roomcast-xauth-{}", crate::clock::unix_ns()));
         let mut child = subcommand("worker")?
+            .env(crate::capture::xauth::ENV, &xauth)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

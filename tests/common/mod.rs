@@ -276,7 +276,7 @@ impl Server {
             .filter(|pid| {
                 let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let cmd = String::from_utf8_lossy(&cmd);
-                cmd.contains("--remote-debugging-port") && !cmd.contains("--type=")
+                cmd.contains("--remote-debugging-pipe") && !cmd.contains("--type=")
             })
             .collect()
     }
@@ -493,4 +493,32 @@ pub fn sdk_json(sdk: Sdk, script: &str, args: &[&str], context: impl Fn() -> Str
     assert!(out.status.success(), "{script} {args:?} failed:\n{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), context());
     serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{script} {args:?}: {e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The TCP ports the processes `pids` listen on (IPv4 and IPv6), from their sockets' inodes in
+/// /proc/net/tcp{,6}.
+pub fn listening_tcp_ports(pids: &[i32]) -> Vec<u16> {
+    let mut inodes = std::collections::HashSet::new();
+    for pid in pids {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
+            if let Some(inode) =
+                std::fs::read_link(fd.path()).ok().and_then(|t| t.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
+            {
+                inodes.insert(inode);
+            }
+        }
+    }
+    let mut ports = vec![];
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, rem_address, st (0A = LISTEN), ..., inode is the 10th field.
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                if let Some(port) = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                    ports.push(port);
+                }
+            }
+        }
+    }
+    ports
 }

@@ -1,6 +1,8 @@
 //! One headless Chromium per egress: launched from Debian's binary with a fresh profile in its
 //! own process group (so the whole tree — zygote, renderers, GPU process — ends with it), driven
-//! over CDP with chromiumoxide.
+//! over CDP with chromiumoxide, through a pipe rather than a DevTools TCP port ([`pipe`]).
+
+mod pipe;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -67,8 +69,7 @@ fn flags(spec: &BrowserSpec, rendering: Rendering, profile: &std::path::Path, wi
         "--webrtc-ip-handling-policy=default_public_interface_only",
         "--hide-scrollbars",
         "--password-store=basic",
-        "--remote-debugging-address=127.0.0.1",
-        "--remote-debugging-port=0",
+        "--remote-debugging-pipe",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -108,6 +109,8 @@ pub struct Chromium {
     rendering: Rendering,
     /// Every request of the page goes through it; it lives as long as the browser.
     proxy: Proxy,
+    /// The CDP connection's way to the pipe.
+    _cdp: pipe::Bridge,
 }
 
 impl Chromium {
@@ -137,7 +140,9 @@ impl Chromium {
             .process_group(0)
             .kill_on_drop(true);
         match display {
-            Some(d) => cmd.env("DISPLAY", d),
+            Some(d) => {
+                cmd.env("DISPLAY", d).env(crate::capture::xauth::ENV, std::env::var_os(crate::capture::xauth::ENV).unwrap_or_default())
+            }
             None => cmd.env_remove("DISPLAY"),
         };
         match sound_server {
@@ -148,6 +153,8 @@ impl Chromium {
         // If the process that launched it dies (even by SIGKILL), so does Chromium.
         crate::proc::die_with_parent(&mut cmd);
         crate::proc::clean_env(&mut cmd);
+        let pipes = pipe::Pipes::new()?;
+        pipes.install(&mut cmd);
         let mut child = cmd.spawn().with_context(|| match rendering {
             Rendering::Headless | Rendering::X11 => format!("starting {binary}"),
             Rendering::BeginFrameControl => format!("starting {binary} (apt install chromium-headless-shell)"),
@@ -157,24 +164,17 @@ impl Chromium {
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("no chromium stderr"))?;
         let mut lines = BufReader::new(stderr).lines();
         let mut guard = KillGuard(Some(pid));
-        let ws = tokio::time::timeout(timeout, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.split("DevTools listening on ").nth(1) {
-                    return Ok(url.trim().to_string());
-                }
-                debug!(target: "chromium", "{line}");
-            }
-            bail!("chromium exited before opening its DevTools port")
-        })
-        .await
-        .map_err(|_| anyhow!("chromium did not start within {timeout:?}"))??;
-        // Keep draining stderr so Chromium never blocks on a full pipe.
+        // Drained all along so Chromium never blocks on a full pipe; its last words explain a
+        // start that failed.
+        let (last_tx, last_rx) = tokio::sync::watch::channel(String::new());
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 debug!(target: "chromium", "{line}");
+                let _ = last_tx.send(line);
             }
         });
-        let (browser, mut handler) = Browser::connect(ws).await.context("connecting to chromium over CDP")?;
+        let bridge = pipe::Pipes::bridge(pipes).await?;
+        let (browser, mut handler) = Browser::connect(bridge.url.clone()).await.context("connecting to chromium over CDP")?;
         let handler = tokio::spawn(async move {
             while let Some(ev) = handler.next().await {
                 if let Err(e) = ev {
@@ -182,8 +182,28 @@ impl Chromium {
                 }
             }
         });
+        // Started once it answers over the pipe.
+        let answered = tokio::time::timeout(timeout, browser.version()).await;
+        let why = |what: String| {
+            let last = last_rx.borrow().clone();
+            match last.is_empty() {
+                true => anyhow!("{what}"),
+                false => anyhow!("{what}; its last words: {last}"),
+            }
+        };
+        match answered {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                handler.abort();
+                return Err(why(format!("chromium did not answer over CDP: {e}")));
+            }
+            Err(_) => {
+                handler.abort();
+                return Err(why(format!("chromium did not start within {timeout:?}")));
+            }
+        }
         guard.0 = None;
-        Ok(Self { child, pgid: pid, browser, handler, profile: Some(profile), rendering, proxy })
+        Ok(Self { child, pgid: pid, browser, handler, profile: Some(profile), rendering, proxy, _cdp: bridge })
     }
 
     /// Why the page at `url` may have failed in the proxy, for the egress's error: the network
