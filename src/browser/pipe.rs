@@ -80,6 +80,8 @@ impl Pipes {
             let ws = loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let expected = path.clone();
+                // The callback's shape is tungstenite's (its error is an HTTP response).
+                #[allow(clippy::result_large_err)]
                 let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
                     if req.uri().path() == expected {
                         return Ok(resp);
