@@ -50,11 +50,7 @@ pub async fn serve(mut cfg: Config) -> Result<()> {
         OriginState {
             output_dir: cfg.output_dir.clone(),
             streams,
-            signer: cfg
-                .origin
-                .signing_key
-                .as_deref()
-                .map(|k| Arc::new(origin::signing::Signer::new(k, Duration::from_secs(cfg.origin.url_ttl_secs)))),
+            signer: origin::signing::Signer::from_config(&cfg.origin).map(Arc::new),
         },
         origin::assets::TemplateSource { override_dir: cfg.templates_dir.clone() },
     ));

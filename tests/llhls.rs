@@ -715,6 +715,24 @@ impl Drop for PartWatch {
     }
 }
 
+/// Plays the player page `player` with tests/node/play.mjs (hls.js in Debian's Chromium) for
+/// `seconds`; whether it exited 0, and its report. The player's Chromium profile lives under the
+/// server's TMPDIR, so the leftover checks cover it too.
+async fn play(server: &Server, player: &str, seconds: u32) -> (bool, serde_json::Value) {
+    let out = tokio::process::Command::new("node")
+        .arg(repo().join("tests/node/play.mjs"))
+        .args(["--url", player, "--seconds", &seconds.to_string(), "--json", "--wait-playlist", "20", "--start-timeout", "30"])
+        .env("TMPDIR", server.tmp.path())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node (apt install nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let r = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("play.mjs printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.success(), r)
+}
+
 /// Issue 3 (5), (6): the player page roomcast serves (hls.js in low-latency mode, shipped in
 /// the binary) plays the live stream in a real Chromium (playwright-core, Debian's chromium)
 /// for 20 s without a stall.
@@ -727,22 +745,10 @@ async fn hls_js_plays_the_live_stream_in_low_latency_mode() {
     let id = server.start_web(&server.page("bench/clock.html")).await;
     let player = format!("{}/play/{id}/live.m3u8", server.url);
     let arrivals = watch_parts(&server, &format!("{}/hls/{id}/live.m3u8", server.url));
-    // The player's Chromium profile lives under the server's TMPDIR, so the leftover check
-    // below covers it too.
-    let out = tokio::process::Command::new("node")
-        .arg(repo().join("tests/node/play.mjs"))
-        .args(["--url", &player, "--seconds", "20", "--json", "--wait-playlist", "20", "--start-timeout", "30"])
-        .env("TMPDIR", server.tmp.path())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node (apt install nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let r: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("play.mjs printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let (played, r) = play(&server, &player, 20).await;
     // On failure, say whether the origin stopped publishing parts or the player fell behind.
     let summary = format!("{r:#}\nlongest gaps between parts at the origin: {}", arrivals.gaps());
-    assert!(out.status.success() && r["ok"] == true, "playback failed: {summary}");
+    assert!(played && r["ok"] == true, "playback failed: {summary}");
     assert!(r["observed_s"].as_f64().unwrap() >= 19.5, "observed too briefly: {summary}");
     assert_eq!(r["stalls"], 0, "the player stalled: {summary}");
     assert_eq!(r["freezes"], 0, "currentTime stood still: {summary}");
@@ -827,18 +833,8 @@ async fn signed_urls_are_required_and_followed_by_hls_js() {
     }
 
     let player = format!("{}/play/{id}/live.m3u8?{query}", server.url);
-    let out = tokio::process::Command::new("node")
-        .arg(repo().join("tests/node/play.mjs"))
-        .args(["--url", &player, "--seconds", "6", "--json", "--wait-playlist", "20", "--start-timeout", "30"])
-        .env("TMPDIR", server.tmp.path())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node (apt install nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let r: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("play.mjs printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    assert!(out.status.success() && r["ok"] == true, "hls.js did not play the signed URL: {r:#}");
+    let (played, r) = play(server, &player, 6).await;
+    assert!(played && r["ok"] == true, "hls.js did not play the signed URL: {r:#}");
     assert_eq!(r["ll_hls"], true, "hls.js loaded no parts through signed URLs: {r:#}");
 
     // The final playlist, read from disk once the egress has ended, is signed the same way.

@@ -131,13 +131,7 @@ impl JobManager {
         let segments = spec.hls.as_ref().filter(|_| spec.serve_hls).map(|h| {
             let base = format!("{}/hls/{id}", self.cfg.public_url());
             // With signed URLs the locations carry their signature.
-            let signed = self
-                .cfg
-                .origin
-                .signing_key
-                .as_deref()
-                .map(|k| format!("?{}", Signer::new(k, Duration::from_secs(self.cfg.origin.url_ttl_secs)).query(&id)))
-                .unwrap_or_default();
+            let signed = Signer::from_config(&self.cfg.origin).map(|s| format!("?{}", s.query(&id))).unwrap_or_default();
             proto::SegmentsInfo {
                 playlist_name: h.playlist_name.clone(),
                 live_playlist_name: h.live_playlist_name.clone(),

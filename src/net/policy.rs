@@ -213,16 +213,21 @@ impl Policy {
     /// refused for certain.
     pub fn judge_url(&self, url: &url::Url) -> Result<(), Refusal> {
         let Some(host) = url.host_str() else { return Ok(()) };
-        let port = url.port_or_known_default().unwrap_or(match url.scheme() {
-            "rtmp" => 1935,
-            "rtmps" => 443,
-            _ => 0,
-        });
-        match self.judge_host(host, port) {
+        match self.judge_host(host, url_port(url)) {
             Verdict::Refused(r) => Err(r),
             Verdict::Allowed | Verdict::Resolve => Ok(()),
         }
     }
+}
+
+/// The port a URL connects to: its own, else its scheme's (http(s), and RTMP's 1935 and RTMPS's
+/// 443, which the url crate does not know); 0 for a scheme without one (SRT needs a port).
+pub fn url_port(url: &url::Url) -> u16 {
+    url.port_or_known_default().unwrap_or(match url.scheme() {
+        "rtmp" => 1935,
+        "rtmps" => 443,
+        _ => 0,
+    })
 }
 
 /// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.

@@ -34,6 +34,11 @@ impl Signer {
         Self { key: key.as_bytes().to_vec(), ttl }
     }
 
+    /// The signer `origin` configures, if it sets a key.
+    pub fn from_config(origin: &crate::config::OriginConfig) -> Option<Self> {
+        origin.signing_key.as_deref().map(|k| Self::new(k, Duration::from_secs(origin.url_ttl_secs)))
+    }
+
     fn mac(&self, egress_id: &str, exp: u64) -> HmacSha256 {
         // Any key length is valid for HMAC.
         let mut mac = HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC takes any key"));

@@ -129,6 +129,13 @@ pub fn finished(i: &mut proto::StreamInfo) {
     }
 }
 
+/// A stream's state when it has failed for good.
+fn failed(i: &mut proto::StreamInfo, why: &str) {
+    i.status = Status::Failed as i32;
+    i.error = why.to_string();
+    i.ended_at = now_ns();
+}
+
 /// Why a push process ended.
 enum End {
     /// The egress is over (or the URL removed): done.
@@ -160,11 +167,7 @@ async fn run(
             Err(Blocked::Refused(r)) => {
                 let why = format!("refused by the network policy: {r}");
                 warn!(url = %shown, "stream output failed: {why}");
-                set(&|i| {
-                    i.status = Status::Failed as i32;
-                    i.error = why.clone();
-                    i.ended_at = now_ns();
-                });
+                set(&|i| failed(i, &why));
                 return;
             }
             Err(Blocked::Unreachable(why)) => End::Failed(why),
@@ -184,11 +187,7 @@ async fn run(
                 }
                 let since = *failing_since.get_or_insert(started);
                 if retry.give_up.is_some_and(|g| since.elapsed() >= g) {
-                    set(&|i| {
-                        i.status = Status::Failed as i32;
-                        i.error = why.clone();
-                        i.ended_at = now_ns();
-                    });
+                    set(&|i| failed(i, &why));
                     warn!(url = %shown, "stream output failed for good: {why}");
                     return;
                 }
@@ -227,10 +226,7 @@ async fn run(
 async fn pinned(url: &str, network: &Checker) -> Result<String, Blocked> {
     let mut u = url::Url::parse(url).map_err(|e| Blocked::Unreachable(format!("stream url: {e}")))?;
     let host = u.host_str().unwrap_or_default().to_string();
-    let port = u.port().unwrap_or(match u.scheme() {
-        "rtmps" => 443,
-        _ => 1935,
-    });
+    let port = crate::net::policy::url_port(&u);
     let addrs = network.resolve(&host, port).await?;
     let trusted = network.policy.judge_host(&host, port) == Verdict::Allowed;
     if u.scheme() != "rtmps" && !trusted {
