@@ -165,6 +165,7 @@ async fn run_foreground(spec: JobSpec, out: PathBuf, duration: Option<f64>, cfg:
                 }
             }
             WorkerEvent::Active => eprintln!("roomcast: capturing; writing to {}", out.display()),
+            WorkerEvent::BrowserRestarted { reason } => eprintln!("roomcast: chromium relaunched ({reason}); recording goes on"),
             // The worker logs its own frame counts when it ends.
             WorkerEvent::BrowserStarted { .. } | WorkerEvent::Stats(_) => {}
         }

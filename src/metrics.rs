@@ -1,10 +1,11 @@
 //! Prometheus metrics of this node, served at `GET /metrics` (text format): per egress, how
 //! its picture is doing (captured, repeated, late, duplicated, dropped and encoded frames,
-//! encoder lag). A series goes when its egress ends.
+//! encoder lag), and the node's Chromium relaunches. A per-egress series goes when its
+//! egress ends.
 
 use std::sync::Arc;
 
-use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::media::FrameStats;
 
@@ -12,6 +13,7 @@ pub struct Metrics {
     registry: Registry,
     frames: IntCounterVec,
     encoder_lag: IntGaugeVec,
+    browser_restarts: IntCounter,
 }
 
 /// The kinds of [`FrameStats`] counts, as the `kind` label of `roomcast_video_frames_total`.
@@ -38,9 +40,15 @@ impl Metrics {
             &["egress_id"],
         )
         .expect("valid metric");
+        let browser_restarts = IntCounter::new(
+            "roomcast_browser_restarts_total",
+            "Chromiums relaunched on their page after a crash or hang (the egress went on)",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(browser_restarts.clone())).expect("metric registered once");
         registry.register(Box::new(frames.clone())).expect("metric registered once");
         registry.register(Box::new(encoder_lag.clone())).expect("metric registered once");
-        Arc::new(Self { registry, frames, encoder_lag })
+        Arc::new(Self { registry, frames, encoder_lag, browser_restarts })
     }
 
     /// New cumulative counts from an egress; `before` is what it reported last time.
@@ -49,6 +57,11 @@ impl Metrics {
             self.frames.with_label_values(&[egress_id, kind]).inc_by(n.saturating_sub(b));
         }
         self.encoder_lag.with_label_values(&[egress_id]).set(now.encoder_lag_ms as i64);
+    }
+
+    /// One Chromium relaunched after a crash or hang.
+    pub fn browser_restarted(&self) {
+        self.browser_restarts.inc();
     }
 
     /// Drops an ended egress's series.

@@ -53,6 +53,7 @@ pub struct Config {
     pub hls: HlsConfig,
     pub audio: AudioConfig,
     pub timeouts: Timeouts,
+    pub recovery: RecoveryConfig,
     pub room: RoomConfig,
     pub stream: StreamConfig,
     /// What pages and stream outputs may connect to (issue 17.1; docs/configuration.md).
@@ -87,6 +88,7 @@ impl Default for Config {
             hls: HlsConfig::default(),
             audio: AudioConfig::default(),
             timeouts: Timeouts::default(),
+            recovery: RecoveryConfig::default(),
             room: RoomConfig::default(),
             stream: StreamConfig::default(),
             network: crate::net::Policy::default(),
@@ -178,6 +180,12 @@ impl Config {
         crate::net::resolve::check_nameservers(&self.network)?;
         if self.origin.signing_key.as_ref().is_some_and(|k| k.len() < 32) {
             bail!("origin.signing_key must be at least 32 characters");
+        }
+        if !(2..=600).contains(&self.recovery.hang_secs) {
+            bail!("recovery.hang_secs must be 2..=600");
+        }
+        if self.recovery.window_secs == 0 {
+            bail!("recovery.window_secs must be at least 1");
         }
         if self.origin.url_ttl_secs == 0 {
             bail!("origin.url_ttl_secs must be at least 1");

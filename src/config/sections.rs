@@ -381,6 +381,28 @@ pub struct Timeouts {
     pub drain_secs: u64,
 }
 
+/// What a worker does when its Chromium crashes or hangs: relaunch it on the same page while
+/// the pipeline, and so every output, goes on (docs/operations.md, "Crash recovery").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecoveryConfig {
+    /// A page that answers no CDP call and paints no new frame for this long is hung, seconds.
+    pub hang_secs: u64,
+    /// Relaunches allowed within `window_secs`; one more ends the egress FAILED. 0: none.
+    pub max_restarts: u32,
+    pub window_secs: u64,
+}
+
+pub const DEFAULT_HANG_SECS: u64 = 10;
+pub const DEFAULT_MAX_RESTARTS: u32 = 3;
+pub const DEFAULT_RESTART_WINDOW_SECS: u64 = 600;
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self { hang_secs: DEFAULT_HANG_SECS, max_restarts: DEFAULT_MAX_RESTARTS, window_secs: DEFAULT_RESTART_WINDOW_SECS }
+    }
+}
+
 /// What happens to egress folders in `output_dir` over time.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -42,6 +42,8 @@ pub struct JobState {
     /// The raw URL of each `stream_results` entry (same index): redacted URLs of one host and
     /// app are all alike, so entries are found by these.
     stream_urls: StreamUrls,
+    /// Chromium relaunches so far, and why the last one was needed.
+    restarts: (u32, String),
 }
 
 /// Stream URLs with their keys; never printed.
@@ -72,12 +74,12 @@ impl JobState {
             segment_results: segments.into_iter().collect(),
             ..Default::default()
         };
-        Self { info, stream_urls: StreamUrls::default() }
+        Self { info, stream_urls: StreamUrls::default(), restarts: (0, String::new()) }
     }
 
     /// An egress known from the journal of an earlier run.
     pub fn restored(info: proto::EgressInfo) -> Self {
-        Self { info, stream_urls: StreamUrls::default() }
+        Self { info, stream_urls: StreamUrls::default(), restarts: (0, String::new()) }
     }
 
     pub fn info(&self) -> &proto::EgressInfo {
@@ -132,8 +134,23 @@ impl JobState {
     }
 
     pub fn complete(&mut self, details: &str) {
-        self.info.details = details.to_string();
+        self.info.details = match self.restarts.0 {
+            0 => details.to_string(),
+            _ => format!("{details}; {}", self.restart_note()),
+        };
         self.end(S::EgressComplete);
+    }
+
+    /// Chromium crashed or hung and was relaunched; `details` says so while the egress runs
+    /// and after it ends.
+    pub fn browser_restarted(&mut self, reason: &str) {
+        self.restarts = (self.restarts.0 + 1, reason.to_string());
+        self.info.details = self.restart_note();
+        self.info.updated_at = now_ns();
+    }
+
+    fn restart_note(&self) -> String {
+        format!("chromium restarted {} time(s), last because {}", self.restarts.0, self.restarts.1)
     }
 
     /// Stopped before the first frame: nothing was recorded (LiveKit's EGRESS_ABORTED).

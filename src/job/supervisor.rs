@@ -108,6 +108,10 @@ impl Supervisor {
                 msg = from_worker.recv() => match msg {
                     Some(FromWorker::Event(WorkerEvent::BrowserStarted { pid })) => worker.set_chromium(pid),
                     Some(FromWorker::Event(WorkerEvent::Active)) => self.registry.update(&id, |s| s.activate()),
+                    Some(FromWorker::Event(WorkerEvent::BrowserRestarted { reason })) => {
+                        self.metrics.browser_restarted();
+                        self.registry.update(&id, |s| s.browser_restarted(&reason));
+                    }
                     Some(FromWorker::Event(WorkerEvent::Stats(now))) => {
                         self.metrics.frames(&id, &frames, &now);
                         frames = now;

@@ -331,6 +331,7 @@ impl BrowserSpec {
             extra_flags: cfg.chromium.extra_flags.clone(),
             // The same for every egress, so a warm browser fits room and web egresses alike.
             network: cfg.egress_policy(),
+            recovery: cfg.recovery,
         }
     }
 }

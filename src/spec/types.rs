@@ -98,6 +98,9 @@ pub struct BrowserSpec {
     /// What the page (through the worker's proxy) and the stream outputs may reach.
     #[serde(default)]
     pub network: crate::net::Policy,
+    /// When a crashed or hung Chromium is relaunched.
+    #[serde(default)]
+    pub recovery: crate::config::RecoveryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

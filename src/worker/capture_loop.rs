@@ -1,7 +1,7 @@
 //! The capture loop of one egress, from page load to the last chunk: loads the page (and for
 //! room composites waits for its START_RECORDING), opens the picture, keeps the sound on the
-//! picture's measured depth, forwards media and stats, takes layout commands, and drains the
-//! pipeline however it ends.
+//! picture's measured depth, forwards media and stats, takes layout commands, relaunches a
+//! crashed or hung Chromium while the pipeline goes on, and drains the pipeline however it ends.
 
 use std::time::Duration;
 
@@ -11,15 +11,21 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::picture::{frame_stats, next_frame, Next, Picture, Watch, FIRST_FRAME_WAIT};
-use super::{rendering, WorkerCommand, WorkerEvent, ASSUMED_TICKS_BEHIND, AUDIO_ONLY_VIEWPORT};
+use super::recovery::{Launcher, Restarts};
+use super::session::{crashed, explain, relaunch, Session};
+use super::{rendering, WorkerCommand, WorkerEvent, ASSUMED_TICKS_BEHIND};
 use crate::browser::{self, Chromium, Rendering};
-use crate::capture::{beginframe::BeginFrames, presentation, screencast, Pacer};
+use crate::capture::{presentation, screencast, Pacer};
+use crate::clock::epoch_now;
 use crate::media::MuxOutput;
 use crate::pipeline::{Pipeline, PipelineEvent};
 use crate::spec::JobSpec;
 
 /// How often a running egress reports its [`crate::media::FrameStats`].
 const STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the worker looks whether its page hangs.
+const HANG_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a stopping pipeline may take to push out its last chunks.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,44 +65,49 @@ impl Depth {
     }
 }
 
+/// Runs `work` (a relaunch) while the CDP picture goes on with its last frame, so every
+/// output's timeline runs on unbroken; None if the egress is stopped meanwhile.
+async fn holding<T>(
+    work: impl std::future::Future<Output = Result<T>>,
+    picture: &mut Option<Picture>,
+    pipe: &mut Pipeline,
+    stop: &CancellationToken,
+) -> Option<Result<T>> {
+    tokio::pin!(work);
+    let every = picture.as_ref().map_or(Duration::from_secs(1), |p| p.pacer.tick_every());
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            r = &mut work => return Some(r),
+            _ = tick.tick() => {
+                if let Some(f) = picture.as_mut().and_then(|p| p.pacer.tick(epoch_now())) {
+                    if let Err(e) = pipe.push_jpeg(f.jpeg, f.captured_at) {
+                        return Some(Err(e));
+                    }
+                }
+            }
+            _ = stop.cancelled() => return None,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn capture(
     spec: &JobSpec,
     chromium: &mut Chromium,
+    launcher: &Launcher,
     mut pipe: Pipeline,
     mut mux_rx: mpsc::UnboundedReceiver<MuxOutput>,
     events: &mpsc::UnboundedSender<WorkerEvent>,
     mut commands: mpsc::UnboundedReceiver<WorkerCommand>,
     stop: &CancellationToken,
 ) -> Result<()> {
-    let (width, height) = spec.video.as_ref().map(|v| (v.width, v.height)).unwrap_or(AUDIO_ONLY_VIEWPORT);
-    let start_timeout = Duration::from_secs(spec.start_timeout_secs);
-    let page = chromium.new_page(width, height).await?;
-    // Under begin-frame control nothing renders unless told: frames are driven from here on,
-    // so the page loads and animates as it would anywhere else.
-    let mut driver = match (rendering(spec), &spec.video) {
-        (Rendering::BeginFrameControl, Some(v)) => Some(BeginFrames::start(&page, v.framerate, v.jpeg_quality)),
-        _ => None,
-    };
-    // Only subscribed when the page's signals matter: an unread console would buffer forever.
-    let mut console = match spec.await_start_signal {
-        true => Some(browser::console(&page).await?),
-        false => None,
-    };
+    let mut session = Session::open(spec, chromium).await?;
     let mut pipe_events = pipe.take_events();
     let wall_offset = pipe.wall_offset_ns();
 
-    let start = async {
-        // One deadline from navigation to the start signal, so a stuck template fails in
-        // `start_timeout` whatever stage it is stuck in.
-        let deadline = tokio::time::Instant::now() + start_timeout;
-        browser::load(&page, &spec.url, start_timeout).await?;
-        if let Some(console) = console.as_mut() {
-            browser::await_start(&page, console, deadline, start_timeout).await?;
-        }
-        Ok::<_, anyhow::Error>(())
-    };
     let started = tokio::select! {
-        r = start => r,
+        r = session.start(spec) => r,
         _ = stop.cancelled() => return Ok(()),
         why = chromium.exited() => return Err(anyhow!(why)),
         ev = pipe_events.recv() => return Err(match ev {
@@ -104,15 +115,7 @@ pub(super) async fn capture(
             _ => anyhow!("pipeline ended before the page loaded"),
         }),
     };
-    if let Err(e) = started {
-        // A page that could not load fails with what the proxy saw (the refused address, the
-        // refused connection), not only with Chromium's ERR_TUNNEL_CONNECTION_FAILED or the
-        // proxy's HTTP 403/502.
-        return Err(match chromium.request_failures(&spec.url).first() {
-            Some(why) => anyhow!("{e:#}: {why}"),
-            None => e,
-        });
-    }
+    started.map_err(|e| explain(chromium, &spec.url, e))?;
     info!(url = %crate::browser::mask_jwts(&spec.url), "page loaded");
 
     let media_events = events.clone();
@@ -132,8 +135,8 @@ pub(super) async fn capture(
     if probe {
         // The first frame recorded shows the page, not the window before it was drawn.
         let shown = async {
-            presentation::install(&page).await?;
-            presentation::await_next_presented(&page).await
+            presentation::install(&session.page).await?;
+            presentation::await_next_presented(&session.page).await
         };
         let waited = std::time::Instant::now();
         match shown.await {
@@ -148,7 +151,7 @@ pub(super) async fn capture(
     // The sound follows the picture's delay where it moves in whole ticks (see
     // capture::presentation): only on a screen whose ticks are known, and only with sound.
     let mut depth = match (probe, pipe.ticks(), &spec.audio) {
-        (true, Some(t), Some(_)) => match presentation::follow(&page).await {
+        (true, Some(t), Some(_)) => match presentation::follow(&session.page).await {
             Ok(()) => Some(Depth { tick: t.period(), behind: ASSUMED_TICKS_BEHIND }),
             Err(e) => {
                 warn!("no presentation probe, the sound keeps its default delay: {e:#}");
@@ -160,25 +163,15 @@ pub(super) async fn capture(
     // Often at first: the sound should follow before the page's first sound is heard.
     let mut depth_tick = tokio::time::interval(DEPTH_READ_FAST);
     let fast_until = tokio::time::Instant::now() + presentation::FAST_PHASE + DEPTH_READ_SLOW;
-    let mut picture = match &spec.video {
-        Some(_) if on_screen => None,
-        Some(v) => {
-            let (first, frames) = match driver.as_mut() {
-                Some(d) => (None, d.capture()),
-                None => {
-                    // Headless Chrome paints at 60 Hz; skip compositor frames we would drop anyway.
-                    let every_nth = (60 / v.framerate.max(1)).max(1);
-                    let (first, frames) = screencast::start(&page, v.width, v.height, v.jpeg_quality, every_nth).await?;
-                    (Some(first), frames)
-                }
-            };
+    let mut picture = match (session.picture(spec).await?, &spec.video) {
+        (Some((first, frames)), Some(v)) => {
             let pacer = Pacer::new(v.framerate);
             let mut tick = tokio::time::interval(pacer.tick_every());
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let first_until = tokio::time::Instant::now() + FIRST_FRAME_WAIT;
-            Some(Picture { frames, pacer, tick, repeat_when_idle: driver.is_none(), first, first_until })
+            Some(Picture { frames, pacer, tick, repeat_when_idle: session.driver.is_none(), first, first_until })
         }
-        None => None,
+        _ => None,
     };
     // Audio only and the screen: recording from the moment the page is up.
     let mut active = picture.is_none();
@@ -187,44 +180,76 @@ pub(super) async fn capture(
     }
     let mut stats_tick = tokio::time::interval(STATS_EVERY);
     let mut watch = Watch::default();
+    let hang = Duration::from_secs(spec.browser.recovery.hang_secs);
+    let mut hang_tick = tokio::time::interval(HANG_CHECK_EVERY);
+    let mut restarts = Restarts::new(spec.browser.recovery);
+    // Since when the page has been up (a relaunch starts it again), and its last new frame.
+    let mut up_since = std::time::Instant::now();
+    let mut last_fresh = up_since;
+    // What UpdateLayout last said: a relaunched page loads the request's own layout.
+    let mut layout: Option<String> = None;
     let outcome: Result<()> = loop {
-        tokio::select! {
+        let crash: String = tokio::select! {
             now = depth_tick.tick(), if depth.is_some() => {
-                if let Some(d) = depth.as_mut() {
-                    d.check(&page, &pipe).await;
-                }
+                // A dead browser answers no call into the page (each bounded, a few in a row):
+                // its exit must not wait for them.
+                let died = match depth.as_mut() {
+                    Some(d) => tokio::select! {
+                        _ = d.check(&session.page, &pipe) => None,
+                        why = chromium.exited() => Some(why),
+                    },
+                    None => None,
+                };
                 // Past the probe's fast phase a new measurement comes only every 3 s.
                 if now >= fast_until && depth_tick.period() < DEPTH_READ_SLOW {
                     depth_tick = tokio::time::interval_at(now + DEPTH_READ_SLOW, DEPTH_READ_SLOW);
                 }
+                match died {
+                    Some(why) => why,
+                    None => continue,
+                }
             }
             _ = stats_tick.tick(), if spec.video.is_some() => {
-                let stats = frame_stats(&pipe, picture.as_ref(), driver.as_ref());
+                let stats = frame_stats(&pipe, picture.as_ref(), session.driver.as_ref());
                 watch.check(&stats);
                 let _ = events.send(WorkerEvent::Stats(stats));
+                continue;
+            }
+            _ = hang_tick.tick() => {
+                let now = std::time::Instant::now();
+                // A still page paints nothing new but answers; a busy one paints.
+                let frozen = picture.is_none() || now.duration_since(last_fresh) > hang;
+                if now.duration_since(up_since) > hang && session.liveness.silent_for(now) > hang && frozen {
+                    let frames = if picture.is_some() { " and painted no new frame" } else { "" };
+                    format!("the page hung: it answered no CDP call{frames} for {} s", hang.as_secs())
+                } else {
+                    continue;
+                }
             }
             next = next_frame(&mut picture) => match next {
                 Next::Frames { frames, fresh } => {
                     if let Err(e) = frames.into_iter().try_for_each(|f| pipe.push_jpeg(f.jpeg, f.captured_at)) { break Err(e) }
-                    if fresh && !active {
-                        active = true;
-                        let _ = events.send(WorkerEvent::Active);
+                    if fresh {
+                        last_fresh = std::time::Instant::now();
+                        if !active {
+                            active = true;
+                            let _ = events.send(WorkerEvent::Active);
+                        }
                     }
+                    continue;
                 }
-                Next::Nothing => {}
-                Next::Ended => {
-                    // The page or browser went away; prefer the browser's own exit reason.
-                    let why = tokio::time::timeout(Duration::from_secs(2), chromium.exited()).await
-                        .unwrap_or_else(|_| "screencast ended: the page was closed".into());
-                    break Err(anyhow!(why));
-                }
+                Next::Nothing => continue,
+                // The page or browser went away; prefer the browser's own exit reason.
+                Next::Ended => tokio::time::timeout(Duration::from_secs(2), chromium.exited()).await
+                    .unwrap_or_else(|_| "the page's screencast ended (its renderer is gone)".into()),
             },
             ev = pipe_events.recv() => break Err(match ev {
                 Some(PipelineEvent::Error(e)) => anyhow!("pipeline error: {e}"),
                 _ => anyhow!("pipeline ended unexpectedly"),
             }),
-            why = chromium.exited() => break Err(anyhow!(why)),
-            _ = async { match console.as_mut() {
+            why = chromium.exited() => why,
+            _ = crashed(&mut session.crashed) => "the page's renderer crashed (Inspector.targetCrashed)".to_string(),
+            _ = async { match session.console.as_mut() {
                 Some(c) => browser::wait_console(c, "END_RECORDING").await,
                 None => std::future::pending().await,
             } } => {
@@ -232,19 +257,56 @@ pub(super) async fn capture(
                 break Ok(());
             }
             Some(cmd) = commands.recv() => match cmd {
-                // Bounded like every call into the page: a dead browser answers nothing, and
-                // this loop must go on to notice its exit.
-                WorkerCommand::Layout { layout } => match tokio::time::timeout(presentation::ANSWER_WITHIN, page.evaluate(browser::layout_script(&layout))).await {
-                    Ok(Ok(_)) => info!(%layout, "layout sent to the page"),
-                    Ok(Err(e)) => warn!(%layout, "telling the page of its layout: {e}"),
-                    Err(_) => warn!(%layout, limit = ?presentation::ANSWER_WITHIN, "telling the page of its layout: no answer in time"),
-                },
+                WorkerCommand::Layout { layout: l } => {
+                    let died = tokio::select! {
+                        _ = send_layout(&session.page, &l) => None,
+                        why = chromium.exited() => Some(why),
+                    };
+                    layout = Some(l);
+                    match died {
+                        Some(why) => why,
+                        None => continue,
+                    }
+                }
             },
             _ = stop.cancelled() => break Ok(()),
+        };
+        warn!(reason = %crash, "chromium crashed or hung: relaunching it on the same page, the outputs go on");
+        let mut why = crash;
+        let relaunched = loop {
+            if let Err(e) = restarts.spend(&why, std::time::Instant::now()) {
+                break Err(e);
+            }
+            let _ = events.send(WorkerEvent::BrowserRestarted { reason: why.clone() });
+            match holding(relaunch(spec, launcher, chromium, events), &mut picture, &mut pipe, stop).await {
+                None => break Ok(None),
+                Some(Ok(s)) => break Ok(Some(s)),
+                Some(Err(e)) => {
+                    warn!("relaunching chromium: {e:#}");
+                    why = format!("chromium relaunch failed: {e:#}");
+                }
+            }
+        };
+        session = match relaunched {
+            Ok(Some(s)) => s,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        if let Some(l) = &layout {
+            send_layout(&session.page, l).await;
         }
+        match (session.picture(spec).await, picture.as_mut()) {
+            (Ok(Some((first, frames))), Some(p)) => {
+                (p.frames, p.first, p.first_until) = (frames, first, tokio::time::Instant::now() + FIRST_FRAME_WAIT);
+            }
+            (Err(e), _) => break Err(e.context("restarting the picture after a relaunch")),
+            _ => {}
+        }
+        up_since = std::time::Instant::now();
+        last_fresh = up_since;
     };
     if spec.video.is_some() {
-        let s = frame_stats(&pipe, picture.as_ref(), driver.as_ref());
+        let s = frame_stats(&pipe, picture.as_ref(), session.driver.as_ref());
         let _ = events.send(WorkerEvent::Stats(s));
         info!(
             captured = s.captured,
@@ -255,11 +317,11 @@ pub(super) async fn capture(
             encoded = s.encoded,
             "capture ended"
         );
-        if picture.is_some() && driver.is_none() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), screencast::stop(&page)).await;
+        if picture.is_some() && session.driver.is_none() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), screencast::stop(&session.page)).await;
         }
     }
-    drop(driver);
+    drop(session);
     // Drain even after a failure: what was captured is flushed, not lost.
     pipe.put_events(pipe_events);
     let drained = pipe.finish(DRAIN_TIMEOUT).await;
@@ -268,4 +330,13 @@ pub(super) async fn capture(
         warn!("drain: {e:#}");
     }
     outcome.and(drained)
+}
+
+/// Tells a room composite's page its layout, bounded like every call into the page.
+async fn send_layout(page: &chromiumoxide::Page, layout: &str) {
+    match tokio::time::timeout(presentation::ANSWER_WITHIN, page.evaluate(browser::layout_script(layout))).await {
+        Ok(Ok(_)) => info!(%layout, "layout sent to the page"),
+        Ok(Err(e)) => warn!(%layout, "telling the page of its layout: {e}"),
+        Err(_) => warn!(%layout, limit = ?presentation::ANSWER_WITHIN, "telling the page of its layout: no answer in time"),
+    }
 }

@@ -25,6 +25,9 @@ enum Header {
         pid: i32,
     },
     Active,
+    BrowserRestarted {
+        reason: String,
+    },
     Init {
         #[serde(default)]
         rendition: usize,
@@ -61,6 +64,7 @@ pub async fn write_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &FromWorker) -> Re
     let (header, body) = match msg {
         FromWorker::Event(WorkerEvent::BrowserStarted { pid }) => (Header::BrowserStarted { pid: *pid }, None),
         FromWorker::Event(WorkerEvent::Active) => (Header::Active, None),
+        FromWorker::Event(WorkerEvent::BrowserRestarted { reason }) => (Header::BrowserRestarted { reason: reason.clone() }, None),
         FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(r, b))) => (Header::Init { rendition: *r }, Some(b)),
         FromWorker::Event(WorkerEvent::Media(MuxOutput::Chunk(meta, b))) => (Header::Chunk { meta: *meta }, Some(b)),
         FromWorker::Event(WorkerEvent::Stats(stats)) => (Header::Stats { stats: *stats }, None),
@@ -99,6 +103,7 @@ pub async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<FromWork
     Ok(Some(match header {
         Header::BrowserStarted { pid } => FromWorker::Event(WorkerEvent::BrowserStarted { pid }),
         Header::Active => FromWorker::Event(WorkerEvent::Active),
+        Header::BrowserRestarted { reason } => FromWorker::Event(WorkerEvent::BrowserRestarted { reason }),
         Header::Init { rendition } => FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(rendition, body.into()))),
         Header::Chunk { meta } => FromWorker::Event(WorkerEvent::Media(MuxOutput::Chunk(meta, body.into()))),
         Header::Stats { stats } => FromWorker::Event(WorkerEvent::Stats(stats)),
@@ -193,6 +198,7 @@ mod tests {
         let msgs = vec![
             FromWorker::Event(WorkerEvent::BrowserStarted { pid: 42 }),
             FromWorker::Event(WorkerEvent::Active),
+            FromWorker::Event(WorkerEvent::BrowserRestarted { reason: "chromium exited".into() }),
             FromWorker::Event(WorkerEvent::Stats(FrameStats { captured: 3, late: 1, encoder_lag_ms: 40, ..Default::default() })),
             FromWorker::Event(WorkerEvent::Media(MuxOutput::Init(1, Bytes::from_static(b"init")))),
             FromWorker::Event(WorkerEvent::Media(MuxOutput::Chunk(

@@ -8,6 +8,8 @@ mod capture_loop;
 pub mod ipc;
 mod picture;
 pub mod process;
+mod recovery;
+mod session;
 pub mod warm;
 
 use std::time::Duration;
@@ -17,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::browser::{Chromium, Rendering};
+use crate::browser::Rendering;
 use crate::capture::{pulse::SoundServer, x11::XServer};
 use crate::config::CaptureBackend;
 use crate::media::{FrameStats, MuxOutput};
@@ -34,6 +36,11 @@ pub enum WorkerEvent {
     },
     /// The first frame is in the pipeline.
     Active,
+    /// Chromium crashed or hung and was relaunched on the same page (a new
+    /// [`WorkerEvent::BrowserStarted`] follows); the outputs went on.
+    BrowserRestarted {
+        reason: String,
+    },
     Media(MuxOutput),
     /// The picture's counts so far (every [`STATS_EVERY`]).
     Stats(FrameStats),
@@ -122,21 +129,20 @@ pub async fn run(
     // sink's restart below cannot cut one.
     let hls = spec.hls.as_ref().ok_or_else(|| anyhow!("no output"))?;
     let (mux_tx, mux_rx) = mpsc::unbounded_channel();
-    let address = sound.as_ref().map(|s| s.address());
+    let launcher = recovery::Launcher {
+        browser: spec.browser.clone(),
+        rendering: rendering(spec),
+        width,
+        height,
+        sound_server: sound.as_ref().map(|s| s.address()),
+        display: screen.as_ref().map(|x| x.display().to_string()),
+        timeout: start_timeout,
+    };
     let launch = async {
         match warm_chromium.take() {
             Some(c) => Ok(c),
             None => {
-                let c = Chromium::launch(
-                    &spec.browser,
-                    rendering(spec),
-                    width,
-                    height,
-                    address.as_deref(),
-                    screen.as_ref().map(|x| x.display()),
-                    start_timeout,
-                )
-                .await?;
+                let c = launcher.launch().await?;
                 let _ = events.send(WorkerEvent::BrowserStarted { pid: c.pid() });
                 Ok::<_, anyhow::Error>(c)
             }
@@ -167,7 +173,7 @@ pub async fn run(
         (c, p) = async { tokio::join!(launch, prepare) } => (c?, p?),
         _ = stop.cancelled() => return Ok(()),
     };
-    let result = capture_loop::capture(spec, &mut chromium, pipe, mux_rx, &events, commands, &stop).await;
+    let result = capture_loop::capture(spec, &mut chromium, &launcher, pipe, mux_rx, &events, commands, &stop).await;
     chromium.close().await;
     drop(sound);
     drop(screen);

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod av;
+pub mod clock;
 pub mod janus;
 pub mod livekit;
 pub mod netns;
