@@ -132,6 +132,61 @@ async fn x11_capture_reads_the_screen_of_its_own_x_server() {
     check_backend("x11", "--ozone-platform=x11", MIN_NEW_PICTURES).await;
 }
 
+/// Whether an X client (GStreamer's ximagesrc, reading one picture) gets into display `:n`
+/// with the cookies of `xauthority`.
+fn x_client_admitted(n: u32, xauthority: &str) -> bool {
+    let mut child = std::process::Command::new("gst-launch-1.0")
+        .args(["-q", "ximagesrc", &format!("display-name=:{n}"), "num-buffers=1", "!", "fakesink"])
+        .env("XAUTHORITY", xauthority)
+        .env_remove("DISPLAY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gst-launch-1.0 (apt install gstreamer1.0-tools)");
+    let deadline = std::time::Instant::now() + 10 * S;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        if std::time::Instant::now() > deadline {
+            reap(&mut child, S);
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 17 (4): the x11 backend's X server takes only clients with its cookie: a client
+/// without it is refused, one with the cookie file the server was started with gets in.
+#[tokio::test(flavor = "multi_thread")]
+async fn x11_server_refuses_clients_without_its_cookie() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start_with_config("capture: {backend: x11}\n").await;
+    let id = server.start_egress(json!({"url": server.page("demo/animated.html"), "segment_outputs": [{}], "video_only": true})).await;
+    server.wait_status(&id, "EGRESS_ACTIVE", 30 * S).await;
+    let xs = server.x_servers();
+    assert_eq!(xs.len(), 1, "{xs:?}");
+    let cmd: Vec<String> = std::fs::read(format!("/proc/{}/cmdline", xs[0]))
+        .unwrap()
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let cookie = cmd.iter().skip_while(|a| *a != "-auth").nth(1).unwrap_or_else(|| panic!("no -auth in {cmd:?}")).clone();
+    assert!(cmd.iter().any(|a| a == "-nolisten") && cmd.iter().any(|a| a == "tcp"), "no TCP listener: {cmd:?}");
+    // The display number is not in its arguments (-displayfd): the one our cookie opens.
+    let displays: Vec<u32> = std::fs::read_dir("/tmp/.X11-unix")
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.strip_prefix('X')?.parse().ok()).collect())
+        .unwrap_or_default();
+    let ours = displays.iter().copied().find(|n| x_client_admitted(*n, &cookie));
+    let ours = ours.unwrap_or_else(|| panic!("no display of {displays:?} admits the cookie {cookie}"));
+    assert!(!x_client_admitted(ours, "/nonexistent"), "display :{ours} admitted a client without its cookie");
+    let empty = server.tmp.path().join("empty-xauthority");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(!x_client_admitted(ours, empty.to_str().unwrap()), "display :{ours} admitted a client with no cookie");
+    server.stop(&id, "EGRESS_COMPLETE").await;
+    server.assert_no_leftovers(10 * S).await;
+}
+
 /// A page that reports how often Chromium runs its animation frames: the count of
 /// requestAnimationFrame callbacks over each second, sent to `/raf?fps=…` on the page's own site.
 const RAF_PAGE: &str = r#"<!doctype html><html><body style="margin:0;background:#123">
