@@ -218,3 +218,71 @@ async fn a_restarted_serve_lists_and_closes_what_it_had() {
     assert!(duration >= 3.0, "the MP4 plays: {duration:.2} s");
     assert!(std::fs::read_dir(first.out.join(&id)).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
 }
+
+/// A small file system of its own, mounted for one test (tmpfs; the tests run as root, as
+/// their network namespaces need) and unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(ok.success(), "mount -t tmpfs (the tests run as root)");
+        Self { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Issue 17 (6): the disk fills up mid-egress. The egress ends FAILED saying so, and nothing
+/// written before is lost: every segment the playlist on disk lists is there and plays, and
+/// the MP4 decodes every frame it holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_fails_the_egress_and_keeps_what_was_written() {
+    let _serial = SERIAL.lock().await;
+    let disk = SmallDisk::mount("6m");
+    let out = disk.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let server = Server::start_on("{}\n", Some(&out)).await;
+    let id = server
+        .start_egress(json!({"url": server.page("bench/clock.html"), "file_outputs": [{"filepath": "rec.mp4"}], "segment_outputs": [{}]}))
+        .await;
+    let end = server.wait_ended(&id, 90 * S).await;
+    assert_eq!(end["status"], "EGRESS_FAILED", "{end}");
+    let error = end["error"].as_str().unwrap();
+    assert!(error.contains("No space left on device"), "{end}");
+    let dir = out.join(&id);
+    let playlist = std::fs::read_to_string(dir.join("playlist.m3u8")).unwrap();
+    // Closed even so: the folder's reserve was given back for the final playlists.
+    assert!(playlist.trim_end().ends_with("#EXT-X-ENDLIST"), "{playlist}");
+    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "half-written files and the reserve are gone: {leftovers:?}");
+    let segments: Vec<&str> = playlist.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).collect();
+    assert!(segments.len() >= 2, "{playlist}");
+    for s in &segments {
+        assert!(dir.join(s).is_file(), "{s} is listed and gone:\n{playlist}");
+    }
+    let probe = ffprobe(&dir.join("playlist.m3u8").display().to_string());
+    let (frames_hls, duration) = frames_and_duration(&probe);
+    assert!(duration >= 2.0 && frames_hls >= 60.0, "the playlist on disk plays: {duration:.2} s, {frames_hls} frames");
+    let mp4 = frames(&dir.join("rec.mp4"));
+    assert!(mp4 >= 60.0, "the MP4 keeps its frames: {mp4}");
+    eprintln!("full disk: {} segments, {duration:.1} s of HLS, {mp4} MP4 frames", segments.len());
+    drop(server);
+    drop(disk);
+}

@@ -36,10 +36,23 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data).with_context(|| format!("writing {}", tmp.display()))?;
+    let written = std::fs::File::create(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))
+        .and_then(|mut f| f.write_all(data).with_context(|| format!("writing {}", tmp.display())));
+    if let Err(e) = written {
+        // A full disk leaves no half file behind, and gets its space back.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
+
+/// Space held in each egress folder while it records and given back when its playlists are
+/// closed, so a disk that filled up still takes the final playlists (a few hundred bytes per
+/// segment) and the journal's last line. A `.tmp` name: a restarted serve removes it with the
+/// other leftovers.
+const RESERVE_NAME: &str = "disk-reserve.tmp";
+const RESERVE_BYTES: usize = 256 << 10;
 
 /// Appends a part to segment `msn` of a rendition, opening that segment if it is new.
 ///
@@ -64,6 +77,9 @@ fn push_part(rend: &mut Rendition, msn: u64, wallclock_ms: u64, part: Part) {
 impl HlsWriter {
     pub fn new(stream: Arc<LiveHls>) -> Result<Self> {
         std::fs::create_dir_all(&stream.dir).with_context(|| format!("creating {}", stream.dir.display()))?;
+        // Written, not sparse: a reserve the file system has not allocated reserves nothing.
+        std::fs::write(stream.dir.join(RESERVE_NAME), vec![0u8; RESERVE_BYTES])
+            .with_context(|| format!("reserving {RESERVE_BYTES} bytes in {}", stream.dir.display()))?;
         Ok(Self { stream, finished: false })
     }
 
@@ -243,6 +259,7 @@ impl HlsWriter {
             return Ok(());
         }
         self.finished = true;
+        let _ = std::fs::remove_file(self.stream.dir.join(RESERVE_NAME));
         let n = self.stream.read().renditions.len();
         let mut result = Ok(());
         for r in 0..n {
