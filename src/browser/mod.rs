@@ -247,28 +247,26 @@ impl Chromium {
         }
     }
 
-    /// Ends a Chromium that crashed or hung at once (no polite close: it would only wait),
-    /// its whole process group, and removes its profile.
-    pub async fn discard(mut self) {
-        crate::proc::kill_group(self.pgid);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
-        self.handler.abort();
-        if let Some(p) = self.profile.take() {
-            let _ = p.close();
-        }
-        info!(pid = self.pgid, "chromium discarded");
+    /// Ends a Chromium that crashed or hung at once (no polite close: it would only wait).
+    pub async fn discard(self) {
+        self.end("chromium discarded").await;
     }
 
-    /// Asks Chromium to close, then ends its whole process group and removes the profile.
+    /// Asks Chromium to close, then ends it.
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.browser.close()).await;
+        self.end("chromium ended").await;
+    }
+
+    /// Ends the whole process group, reaps it and removes the profile.
+    async fn end(mut self, what: &'static str) {
         crate::proc::kill_group(self.pgid);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
         self.handler.abort();
         if let Some(p) = self.profile.take() {
             let _ = p.close();
         }
-        info!(pid = self.pgid, "chromium ended");
+        info!(pid = self.pgid, "{what}");
     }
 }
 
