@@ -272,19 +272,25 @@ async fn livekit_room_composite_to_llhls() {
     room_composite(Sfu::LiveKit(LiveKit::start(dir.path()))).await;
 }
 
-async fn room_composite(sfu: Sfu) {
-    let server = Server::start_with_config(&sfu.config()).await;
-    let mut publishers = Publishers::start(&server, &sfu, &PUBLISHERS);
-    for _ in PUBLISHERS.iter() {
-        publishers.expect("published", 60 * S).await;
+/// `publishers` in the room, published; then a grid room composite to LL-HLS, ACTIVE with two
+/// segments. Returns the publishers' browser and the egress id.
+async fn publish_and_record(server: &Server, sfu: &Sfu, publishers: &[Publisher]) -> (Publishers, String) {
+    let mut browser = Publishers::start(server, sfu, publishers);
+    for _ in publishers {
+        browser.expect("published", 60 * S).await;
     }
-
     let (code, info) =
         server.twirp("StartRoomCompositeEgress", json!({"room_name": sfu.room(), "layout": "grid", "segment_outputs": [{}]})).await;
     assert_eq!(code, 200, "{info}");
     let id = info["egressId"].as_str().unwrap().to_string();
     server.wait_status(&id, "EGRESS_ACTIVE", 40 * S).await;
     server.wait_segments(&id, 2, 20 * S).await;
+    (browser, id)
+}
+
+async fn room_composite(sfu: Sfu) {
+    let server = Server::start_with_config(&sfu.config()).await;
+    let (mut publishers, id) = publish_and_record(&server, &sfu, &PUBLISHERS).await;
 
     // Grid: every publisher has a quarter of the picture (less the gaps and name tags).
     let grid = wait_picture(&server, &id, "four tiles", 20 * S, |s| s.iter().all(|c| *c > 0.15)).await;
@@ -492,16 +498,7 @@ async fn room_survives_a_chromium_kill(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let sfu = Sfu::Janus(Janus::start_default(dir.path()));
     let server = Server::start_with_config(&format!("{}capture: {{backend: {backend}}}\n", sfu.config())).await;
-    let mut publishers = Publishers::start(&server, &sfu, &PUBLISHERS[..2]);
-    for _ in 0..2 {
-        publishers.expect("published", 60 * S).await;
-    }
-    let (code, info) =
-        server.twirp("StartRoomCompositeEgress", json!({"room_name": sfu.room(), "layout": "grid", "segment_outputs": [{}]})).await;
-    assert_eq!(code, 200, "{info}");
-    let id = info["egressId"].as_str().unwrap().to_string();
-    server.wait_status(&id, "EGRESS_ACTIVE", 40 * S).await;
-    server.wait_segments(&id, 2, 20 * S).await;
+    let (publishers, id) = publish_and_record(&server, &sfu, &PUBLISHERS[..2]).await;
     let (code, updated) = server.twirp("UpdateLayout", json!({"egress_id": id, "layout": "single-speaker"})).await;
     assert_eq!(code, 200, "{updated}");
     let single = |s: &[f64; 4]| s[..2].iter().cloned().fold(0.0, f64::max) > 0.6 && s[..2].iter().filter(|c| **c > 0.002).count() == 1;
