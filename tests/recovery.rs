@@ -33,6 +33,20 @@ async fn new_browser(server: &Server, old: i32, within: Duration) -> i32 {
     }
 }
 
+/// EgressInfo once its `details` names `needle`: the worker reports a relaunch when the new page
+/// is up, a moment after its browser process appears.
+async fn wait_details(server: &Server, id: &str, needle: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let info = server.info(id).await;
+        if info["details"].as_str().unwrap_or_default().contains(needle) {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "details never named {needle:?} within {within:?}: {info}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn restarts_metric(metrics: &str) -> u64 {
     metrics.lines().find_map(|l| l.strip_prefix("roomcast_browser_restarts_total ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
@@ -113,7 +127,8 @@ async fn survives(backend: &str, kill_renderer: bool) {
         unsafe { libc::kill(browsers[0], libc::SIGKILL) };
     }
     new_browser(&server, browsers[0], 20 * S).await;
-    let info = server.wait_status(&id, "EGRESS_ACTIVE", 5 * S).await;
+    let info = wait_details(&server, &id, "chromium restarted 1 time(s)", 10 * S).await;
+    assert_eq!(info["status"], "EGRESS_ACTIVE", "{backend}: {info}");
     let details = info["details"].as_str().unwrap_or_default().to_string();
     assert!(details.contains("chromium restarted 1 time(s)"), "{backend}: {info}");
     if kill_renderer {
@@ -180,8 +195,7 @@ async fn a_hung_page_is_relaunched_then_the_egress_fails_past_max_restarts() {
     assert_eq!(first.len(), 1);
     // Hangs 2 s in, is found hung 3 s later, relaunched; hangs again.
     new_browser(&server, first[0], 20 * S).await;
-    let info = server.info(&id).await;
-    assert!(info["details"].as_str().unwrap_or_default().contains("the page hung"), "{info}");
+    wait_details(&server, &id, "the page hung", 10 * S).await;
     let end = server.wait_ended(&id, 30 * S).await;
     assert_eq!(end["status"], "EGRESS_FAILED", "{end}");
     let error = end["error"].as_str().unwrap();
